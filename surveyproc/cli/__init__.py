@@ -1,0 +1,147 @@
+"""The ``surveyproc`` command: parses arguments and delegates to the library.
+
+A :class:`~surveyproc.errors.SurveyprocError` becomes one line on stderr and
+exit code 2 (a traceback only with ``--debug``); argparse usage errors also
+exit 2.  Results go to stdout, progress and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import SurveyprocError
+from ._common import add_layout_options, add_storage_option, bands, layout_kwargs, storage_options
+from .ingest import add_ingest_commands
+
+__all__ = ["main"]
+
+log = logging.getLogger("surveyproc")
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from ..ops.ray_runtime import ray_runtime
+    from ..store.synth import SynthConfig, synthesize
+
+    config = SynthConfig(n=args.n, size=args.size, bands=args.bands, seed=args.seed,
+                         pixel_scale=args.pixel_scale, z_max=args.z_max)
+    with ray_runtime(args.ray_address, num_cpus=args.num_cpus):
+        store = synthesize(args.url, config, **layout_kwargs(args))
+    print(f"wrote {store.n_objects:,} synthetic galaxies ({', '.join(store.bands)}; "
+          f"{args.size}x{args.size}) to {store.url}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ..store import open_store
+    from ..store.describe import describe_store, format_description
+
+    store = open_store(args.url, storage_options(args.storage_option))
+    description = describe_store(store)
+    if args.json:
+        print(json.dumps(description, indent=2))
+    else:
+        print(format_description(description))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..jobs import load_job
+    from ..run import run_job
+
+    job = load_job(args.job, args.set)
+    if args.dry_run:
+        print(json.dumps(job.model_dump(), indent=2))
+        return 0
+    result = run_job(job)
+    print(f"store:   {result.store}")
+    print(f"results: {result.output}")
+    print(f"summary: {result.summary}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="surveyproc",
+        description="Physical estimates, calibrated PDFs and sparse features for every galaxy "
+                    "of a survey, on Ray and Dask.",
+    )
+    parser.add_argument("--version", action="version", version=f"surveyproc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    synth = commands.add_parser("synth", help="write a synthetic survey with known physics",
+                                description="Write a synthetic survey (docs/synthetic.md) "
+                                            "into a new store, in parallel on Ray.")
+    synth.add_argument("url", help="path or fsspec URL of the new store (e.g. s3://b/s.zarr)")
+    synth.add_argument("--n", type=int, default=10000, help="number of galaxies (10000)")
+    synth.add_argument("--size", type=int, default=64, help="cutout side in pixels (64)")
+    synth.add_argument("--bands", type=bands, default=("g", "r", "i", "z"),
+                       help="comma-separated bands from u,g,r,i,z,y (g,r,i,z)")
+    synth.add_argument("--seed", type=int, default=0, help="survey seed (0)")
+    synth.add_argument("--pixel-scale", type=float, default=None,
+                       help="arcsec per pixel (default 16.8/size)")
+    synth.add_argument("--z-max", type=float, default=0.4, help="largest redshift (0.4)")
+    add_storage_option(synth)
+    add_layout_options(synth)
+    synth.set_defaults(func=_cmd_synth)
+
+    info = commands.add_parser("info", help="describe a store: bands, shape, chunking, labels",
+                               description="Validate a store and describe it.")
+    info.add_argument("url", help="path or fsspec URL of the store")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    add_storage_option(info)
+    info.set_defaults(func=_cmd_info)
+
+    add_ingest_commands(commands)
+
+    run = commands.add_parser("run", help="run every stage of a job file",
+                              description="Run a job file end to end on the embedded default "
+                                          "(local Ray, local Dask) or the cluster it names.")
+    run.add_argument("job", help="job file (YAML), e.g. jobs/quickstart.yaml")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a job-file value, e.g. --set store.synth.n=5000")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate and print the job with every default filled in")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("surveyproc: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    if quiet:
+        os.environ["SURVEYPROC_PROGRESS"] = "0"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``surveyproc`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.debug, args.quiet)
+    try:
+        return int(args.func(args))
+    except SurveyprocError as error:
+        if args.debug:
+            raise
+        print(f"surveyproc: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("surveyproc: interrupted; finished units are kept", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,164 @@
+"""``surveyproc ingest cutouts|images``: real survey files into a store."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InvalidParameterError
+from ._common import add_layout_options, add_storage_option, bands, layout_kwargs, storage_options
+
+__all__ = ["add_ingest_commands"]
+
+
+def _columns(args: argparse.Namespace, *, default_row_ids: bool = False):
+    from ..store.ingest import CatalogColumns
+
+    photometry = {}
+    for pair in args.photometry:
+        band, sep, column = pair.partition("=")
+        if not sep:
+            msg = f"--photometry {pair!r} must look like band=column"
+            raise InvalidParameterError(msg)
+        photometry[band.strip()] = column.strip()
+    return CatalogColumns(
+        id_column=args.id_column,
+        id_from=tuple(c for c in (args.id_from or "").split(",") if c),
+        row_ids=args.row_ids or (default_row_ids and args.id_column == "object_id"
+                                 and not args.id_from),
+        ra=args.ra_column, dec=args.dec_column,
+        labels=None if args.labels is None else tuple(c for c in args.labels.split(",") if c),
+        photometry=photometry, photometry_unit=args.photometry_unit,
+        exclude=tuple(c for c in (args.exclude or "").split(",") if c),
+    )
+
+
+def _add_catalog_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("catalog columns (matched case-insensitively)")
+    group.add_argument("--id-column", default="object_id", help="unique integer id (object_id)")
+    group.add_argument("--id-from", default=None, metavar="A,B,...",
+                       help="hash these columns into ids instead (e.g. plate,mjd,fiberid)")
+    group.add_argument("--row-ids", action="store_true", help="number objects by catalog row")
+    group.add_argument("--ra-column", default="ra")
+    group.add_argument("--dec-column", default="dec")
+    group.add_argument("--labels", default=None, metavar="A,B,...",
+                       help="columns to store as labels (default: every other numeric column)")
+    group.add_argument("--exclude", default=None, metavar="A,B,...",
+                       help="columns never stored as labels")
+    group.add_argument("--photometry", action="append", default=[], metavar="BAND=COLUMN",
+                       help="integrated flux or magnitude column of a band (repeatable)")
+    group.add_argument("--photometry-unit", choices=("nanomaggy", "mag"), default="nanomaggy",
+                       help="unit of the photometry columns; AB mags become nanomaggies")
+    add_storage_option(parser, "--input-option", None, "the input files")
+
+
+def _print_report(report, url: str) -> None:
+    print(report.format())
+    print(f"store       {url}")
+
+
+def _cmd_cutouts(args: argparse.Namespace) -> int:
+    from ..ops.ray_runtime import ray_runtime
+    from ..store.ingest import ingest_cutouts
+
+    with ray_runtime(args.ray_address, num_cpus=args.num_cpus):
+        report = ingest_cutouts(
+            args.url, args.catalog, args.dir, bands=args.bands, pattern=args.pattern,
+            columns=_columns(args), size=args.size, pixel_scale=args.pixel_scale,
+            zero_point=args.zero_point, flux_unit=args.flux_unit, survey=args.survey,
+            input_storage_options=storage_options(args.input_option), **layout_kwargs(args))
+    _print_report(report, args.url)
+    return 0
+
+
+def _image_arg(text: str) -> tuple[str, tuple[str, int | str]]:
+    band, sep, rest = text.partition("=")
+    if not sep or not band or not rest:
+        msg = f"--image {text!r} must look like band=path or band=path[hdu]"
+        raise argparse.ArgumentTypeError(msg)
+    hdu: int | str = 0
+    if rest.endswith("]") and "[" in rest:
+        rest, _, inside = rest[:-1].rpartition("[")
+        hdu = int(inside) if inside.isdigit() else inside
+    return band, (rest, hdu)
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    from ..ops.ray_runtime import ray_runtime
+    from ..store.ingest import detect_positions, ingest_images, read_catalog
+
+    images = dict(args.image)
+    inputs = storage_options(args.input_option)
+    if args.positions:
+        catalog = read_catalog(args.positions, _columns(args, default_row_ids=True), inputs)
+    else:
+        band = args.detect_band or list(images)[len(images) // 2]
+        if band not in images:
+            msg = f"--detect-band {band} is not one of the images' bands {list(images)}"
+            raise InvalidParameterError(msg)
+        url, hdu = images[band]
+        catalog = detect_positions(url, hdu=hdu, nsigma=args.detect_nsigma,
+                                   npixels=args.detect_npixels, storage_options=inputs)
+        print(f"detected    {len(catalog)} sources in the {band} image")
+    with ray_runtime(args.ray_address, num_cpus=args.num_cpus):
+        report = ingest_images(args.url, images, catalog, size=args.size,
+                               zero_point=args.zero_point, flux_unit=args.flux_unit,
+                               survey=args.survey, input_storage_options=inputs,
+                               **layout_kwargs(args))
+    _print_report(report, args.url)
+    return 0
+
+
+def add_ingest_commands(commands: argparse._SubParsersAction) -> None:
+    ingest = commands.add_parser("ingest", help="build a store from real survey FITS files",
+                                 description="Build a store from real survey files.")
+    kinds = ingest.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    cutouts = kinds.add_parser(
+        "cutouts", help="per-object FITS cutouts listed in a catalog",
+        description="Per-object FITS cutouts (one multi-band file, or one file per band) "
+                    "listed in a catalog (FITS table, CSV or ECSV).")
+    cutouts.add_argument("url", help="path or fsspec URL of the new store")
+    cutouts.add_argument("--catalog", required=True, help="catalog file (ids, ra, dec, labels)")
+    cutouts.add_argument("--dir", required=True, help="folder (or URL) holding the cutouts")
+    cutouts.add_argument("--bands", type=bands, required=True,
+                         help="band names in plane order, e.g. g,r,i,z,y")
+    cutouts.add_argument("--pattern", default="{object_id}.fits",
+                         help="file name pattern; may use {object_id}, {row}, {band} and any "
+                              "catalog column ({object_id}.fits)")
+    cutouts.add_argument("--size", type=int, default=None,
+                         help="cutout side in pixels (default: the first file's); others are "
+                              "centre-cropped or NaN-padded and flagged")
+    cutouts.add_argument("--pixel-scale", type=float, default=None,
+                         help="arcsec per pixel (default: from the files' WCS)")
+    _add_shared(cutouts)
+    _add_catalog_options(cutouts)
+    cutouts.set_defaults(func=_cmd_cutouts)
+
+    images = kinds.add_parser(
+        "images", help="large images with WCS cut at catalog or detected positions",
+        description="Cut square cutouts out of large FITS images with WCS (astropy Cutout2D), "
+                    "one image per band, at the positions of a catalog or of sources "
+                    "detected with photutils. Objects off an image edge are kept and flagged.")
+    images.add_argument("url", help="path or fsspec URL of the new store")
+    images.add_argument("--image", type=_image_arg, action="append", required=True,
+                        metavar="BAND=PATH[HDU]", help="one per band, in store band order")
+    where = images.add_mutually_exclusive_group(required=True)
+    where.add_argument("--positions", help="catalog of positions (ra, dec, optional ids/labels)")
+    where.add_argument("--detect", action="store_true",
+                       help="detect sources with photutils instead of reading positions")
+    images.add_argument("--detect-band", default=None, help="band to detect in (middle band)")
+    images.add_argument("--detect-nsigma", type=float, default=5.0)
+    images.add_argument("--detect-npixels", type=int, default=10)
+    images.add_argument("--size", type=int, default=64, help="cutout side in pixels (64)")
+    _add_shared(images)
+    _add_catalog_options(images)
+    images.set_defaults(func=_cmd_images)
+
+
+def _add_shared(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--zero-point", type=float, default=None,
+                        help="AB zero point of the pixels (default: from the FITS header)")
+    parser.add_argument("--flux-unit", default=None, help="pixel unit (default: BUNIT)")
+    parser.add_argument("--survey", default="ingested", help="survey name for the store")
+    add_storage_option(parser)
+    add_layout_options(parser)

@@ -1,0 +1,69 @@
+"""Exception hierarchy of surveyproc.
+
+Every error a user can cause (a bad store, a bad job file, an unreadable FITS
+file) is a :class:`SurveyprocError`.  The command line turns these into one
+line on stderr and exit code 2, so the message must stand on its own: it names
+the thing, the rule, what was received and, where possible, the fix.  Leaves
+also inherit the matching built-in so that callers who catch ``ValueError`` or
+``FileNotFoundError`` keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointMismatchError",
+    "IngestError",
+    "InvalidParameterError",
+    "JobSpecError",
+    "StoreAccessError",
+    "StoreExistsError",
+    "StoreFormatError",
+    "StoreNotFoundError",
+    "SurveyprocError",
+    "describe_error",
+]
+
+
+class SurveyprocError(Exception):
+    """Base class of every error surveyproc raises on bad input."""
+
+
+class StoreNotFoundError(SurveyprocError, FileNotFoundError):
+    """No survey store at the given URL."""
+
+
+class StoreAccessError(SurveyprocError, PermissionError):
+    """A store exists (or may) but cannot be read: permissions, network, credentials."""
+
+
+class StoreExistsError(SurveyprocError, FileExistsError):
+    """A store already exists where a new one was to be created."""
+
+
+class StoreFormatError(SurveyprocError, ValueError):
+    """A store exists but breaks the store contract (arrays, shapes, attributes)."""
+
+
+class InvalidParameterError(SurveyprocError, ValueError):
+    """A function or command argument is out of its allowed range."""
+
+
+class IngestError(SurveyprocError, ValueError):
+    """Input files for ingest are missing, unreadable or inconsistent."""
+
+
+class JobSpecError(SurveyprocError, ValueError):
+    """A job file (or an override of it) does not validate."""
+
+
+class CheckpointMismatchError(SurveyprocError, ValueError):
+    """A checkpoint does not fit the store or model it is used with."""
+
+
+def describe_error(error: BaseException, limit: int = 200) -> str:
+    """``"TypeName: first line of the message"``, shortened, for one-line reports of causes."""
+    from .fs import scrub
+
+    text = scrub(str(error).strip().splitlines()[0] if str(error).strip() else "")
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,140 @@
+"""The one way surveyproc turns a URL into a filesystem or a Zarr store.
+
+Every path the package touches (stores, FITS inputs, catalogs, checkpoints)
+goes through :func:`resolve` or :func:`zarr_store`, so that per-protocol
+defaults, credential handling and error wording live in one place.
+
+Credentials are never taken from the URL or printed: ``s3://`` uses the
+standard AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+``AWS_ENDPOINT_URL``, profiles, instance roles) plus whatever the job file puts
+in ``storage_options``.  :func:`redact` strips any ``user:password@`` that a
+user pasted into a URL before the URL reaches a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .errors import InvalidParameterError
+
+__all__ = [
+    "is_local",
+    "is_process_local",
+    "join",
+    "redact",
+    "resolve",
+    "scrub",
+    "zarr_store",
+]
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+# Per-protocol defaults, merged under the caller's storage_options.  Object
+# stores get a larger connection pool because the reader fetches many chunks
+# concurrently; the default of 10 would serialise a 64-object prefetch.
+_PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "s3": {"config_kwargs": {"max_pool_connections": 64}},
+}
+
+
+def protocol(url: str) -> str:
+    """Return the fsspec protocol of ``url`` (``"file"`` for plain paths)."""
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else "file"
+
+
+def is_local(url: str) -> bool:
+    """True when ``url`` names the local filesystem (a plain path or ``file://``)."""
+    return protocol(url) in ("file", "local")
+
+
+def is_process_local(url: str) -> bool:
+    """True for ``memory://``: data other processes (Ray workers) cannot see."""
+    return protocol(url) == "memory"
+
+
+def redact(url: str) -> str:
+    """Remove any ``user:password@`` part so the URL is safe to log.
+
+    Examples
+    --------
+    >>> redact("s3://AKIA:secret@bucket/survey.zarr")
+    's3://bucket/survey.zarr'
+    >>> redact("/data/survey.zarr")
+    '/data/survey.zarr'
+    """
+    return _USERINFO.sub(r"\1", url)
+
+
+def scrub(text: str) -> str:
+    """Redact every ``scheme://user:secret@`` inside free text (e.g. a library's error message)."""
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@", r"\1", text)
+
+
+def normalize(url: str) -> str:
+    """Absolute local path for local URLs; other URLs unchanged (trailing '/' dropped).
+
+    Raises
+    ------
+    InvalidParameterError
+        The URL carries credentials (``scheme://user:secret@...``): they
+        would end up in logs and process lists; use the credential chain.
+    """
+    url = os.fspath(url)
+    if _USERINFO.match(url):
+        msg = (f"URL {redact(url)} carries credentials (user:password@); remove them and "
+               "use the environment's credential chain (e.g. AWS_ACCESS_KEY_ID)")
+        raise InvalidParameterError(msg)
+    if is_local(url):
+        path = url.split("://", 1)[1] if "://" in url else url
+        return os.path.abspath(os.path.expanduser(path))
+    return url.rstrip("/")
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path components onto a URL with '/' whatever the protocol."""
+    base = normalize(url)
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _options(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key, value in _PROTOCOL_DEFAULTS.get(protocol(url), {}).items():
+        merged[key] = dict(value) if isinstance(value, dict) else value
+    for key, value in (storage_options or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve(
+    url: str, storage_options: dict[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Turn ``url`` into ``(filesystem, path)`` with per-protocol defaults applied."""
+    url = normalize(url)
+    fs, path = url_to_fs(url, **_options(url, storage_options))
+    return fs, path
+
+
+def zarr_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool):
+    """Open a Zarr v3 store object for ``url``.
+
+    Local paths use zarr's ``LocalStore`` (no fsspec layer, fastest); every
+    other protocol uses ``FsspecStore``, which wraps synchronous filesystems
+    such as ``memory://`` for zarr's async core.
+    """
+    from zarr.storage import FsspecStore, LocalStore
+
+    url = normalize(url)
+    if is_local(url):
+        return LocalStore(url, read_only=read_only)
+    return FsspecStore.from_url(url, storage_options=_options(url, storage_options),
+                                read_only=read_only)

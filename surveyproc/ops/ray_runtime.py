@@ -1,0 +1,120 @@
+"""Start or join Ray, and fan work units out to Ray tasks with backpressure and progress.
+
+With no address an embedded local Ray starts for the duration of the command
+and stops with it (the laptop default); with an address (``ray://host:10001``
+or a GCS ``host:6379``) the same code joins a cluster.  Usage statistics are
+off, and the dashboard only starts when asked for, so tests and laptops do not
+open ports they do not need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from .progress import progress_bar
+
+__all__ = ["map_units", "ray_runtime"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def ray_runtime(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    dashboard: bool = False,
+) -> Iterator[None]:
+    """Make Ray available inside the block.
+
+    If Ray is already initialised (a caller or a test fixture did it) it is
+    used as is and left running; otherwise Ray is started (or joined, with
+    ``address``) here and shut down on exit.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard)
+    log.info("ray: %s", f"joining {address}" if address else "starting embedded local Ray")
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _apply(fn: Callable[[T], R], unit: T) -> R:
+    return fn(unit)
+
+
+def _unwrap(error: Exception) -> Exception:
+    """Return the user's exception inside a Ray task error, if it is one of ours."""
+    from ..errors import SurveyprocError
+
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, SurveyprocError) else error
+
+
+def map_units(
+    fn: Callable[[T], R],
+    units: Sequence[T],
+    *,
+    weight: Callable[[T], int] = lambda unit: 1,
+    parallel: bool = True,
+    num_cpus: float = 1.0,
+    max_in_flight: int | None = None,
+    desc: str = "working",
+    unit_name: str = "obj",
+) -> list[R]:
+    """Apply ``fn`` to every unit, on Ray tasks when ``parallel``, in unit order.
+
+    At most ``max_in_flight`` tasks are pending at once (default: twice the
+    cluster's CPUs), so a million-unit plan never floods the object store.
+    The progress bar advances by ``weight(unit)`` (e.g. objects in the unit).
+    Serial mode runs in this process: for ``memory://`` stores, which other
+    processes cannot see, and for debugging.
+    """
+    total = sum(weight(u) for u in units)
+    results: list[Any] = [None] * len(units)
+    with progress_bar(total=total, desc=desc, unit=unit_name) as bar:
+        if not parallel:
+            for i, unit in enumerate(units):
+                results[i] = fn(unit)
+                bar.update(weight(unit))
+            return results
+        with ray_runtime():
+            import ray
+
+            remote = ray.remote(num_cpus=num_cpus, max_retries=2)(_apply)
+            fn_ref = ray.put(fn)  # shipped once, not once per unit
+            limit = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+            pending: dict[Any, int] = {}
+            next_unit = 0
+            while next_unit < len(units) or pending:
+                while next_unit < len(units) and len(pending) < limit:
+                    pending[remote.remote(fn_ref, units[next_unit])] = next_unit
+                    next_unit += 1
+                done, _ = ray.wait(list(pending), num_returns=1)
+                index = pending.pop(done[0])
+                try:
+                    results[index] = ray.get(done[0])
+                except ray.exceptions.RayTaskError as error:
+                    for ref in pending:
+                        ray.cancel(ref)
+                    raise _unwrap(error) from None
+                bar.update(weight(units[index]))
+    return results

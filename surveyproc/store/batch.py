@@ -1,0 +1,86 @@
+"""A contiguous run of objects with all their columns, as read from or written to a store."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CutoutBatch"]
+
+
+@dataclass
+class CutoutBatch:
+    """Objects ``[start, start + len)`` of a store.
+
+    ``images`` is None when a reader was asked for columns only.  Arrays are
+    plain NumPy so that a batch pickles cheaply between Ray workers.
+    """
+
+    start: int
+    object_id: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    images: np.ndarray | None = None
+    flags: np.ndarray | None = None
+    photometry: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.object_id)
+        if self.flags is None:
+            self.flags = np.zeros(n, dtype=np.int32)
+        columns = {"ra": self.ra, "dec": self.dec, "flags": self.flags,
+                   **{f"photometry/{k}": v for k, v in self.photometry.items()},
+                   **{f"labels/{k}": v for k, v in self.labels.items()}}
+        if self.images is not None:
+            columns["images"] = self.images
+        for name, values in columns.items():
+            if len(values) != n:
+                msg = f"column {name!r} has {len(values)} rows but object_id has {n}"
+                raise ValueError(msg)
+
+    def __len__(self) -> int:
+        return len(self.object_id)
+
+    @property
+    def stop(self) -> int:
+        """One past the last object index."""
+        return self.start + len(self)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all arrays (what a reader moved, decompressed)."""
+        arrays = [self.object_id, self.ra, self.dec, self.flags,
+                  *self.photometry.values(), *self.labels.values()]
+        if self.images is not None:
+            arrays.append(self.images)
+        return int(sum(a.nbytes for a in arrays))
+
+    @classmethod
+    def concat(cls, batches: Sequence[CutoutBatch]) -> CutoutBatch:
+        """Join consecutive batches into one; they must be contiguous and alike."""
+        if not batches:
+            msg = "cannot concatenate an empty list of batches"
+            raise ValueError(msg)
+        for before, after in itertools.pairwise(batches):
+            if before.stop != after.start:
+                msg = f"batches are not contiguous: {before.stop} then {after.start}"
+                raise ValueError(msg)
+
+        def cat(get):
+            return np.concatenate([get(b) for b in batches])
+
+        first = batches[0]
+        return cls(
+            start=first.start,
+            object_id=cat(lambda b: b.object_id),
+            ra=cat(lambda b: b.ra),
+            dec=cat(lambda b: b.dec),
+            images=None if first.images is None else cat(lambda b: b.images),
+            flags=cat(lambda b: b.flags),
+            photometry={k: cat(lambda b, k=k: b.photometry[k]) for k in first.photometry},
+            labels={k: cat(lambda b, k=k: b.labels[k]) for k in first.labels},
+        )

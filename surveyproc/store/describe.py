@@ -1,0 +1,127 @@
+"""Summarise a store for people (``surveyproc info``) and for machines (``--json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..flags import describe as describe_flags
+from . import layout
+from .layout import compression_name
+from .open import SurveyStore
+
+__all__ = ["describe_store", "format_description"]
+
+
+def _column_summary(values: np.ndarray) -> dict[str, Any]:
+    finite = values[np.isfinite(values)]
+    summary: dict[str, Any] = {"missing": int(values.size - finite.size)}
+    if finite.size:
+        lo, med, hi = np.percentile(finite, [0, 50, 100])
+        summary.update(min=float(lo), median=float(med), max=float(hi))
+    return summary
+
+
+def _stored_bytes(store: SurveyStore) -> int | None:
+    try:
+        fs, path = store.filesystem()
+        return int(fs.du(path, total=True))
+    except (OSError, NotImplementedError, ValueError):
+        return None
+
+
+def describe_store(store: SurveyStore) -> dict[str, Any]:
+    """Everything ``surveyproc info`` shows, as plain JSON-able values."""
+    lay = store.layout
+    images = store.array(layout.IMAGES)
+    attrs = store.attrs
+    flags = store.read_column(layout.FLAGS)
+    bits, counts = np.unique(flags[flags != 0], return_counts=True)
+    flag_counts: dict[str, int] = {}
+    for value, count in zip(bits, counts, strict=True):
+        for name in describe_flags(int(value)):
+            flag_counts[name] = flag_counts.get(name, 0) + int(count)
+    units = attrs.get("label_units", {})
+    return {
+        "url": store.url,
+        "survey": attrs["survey"],
+        "format_version": attrs["format_version"],
+        "n_objects": lay.n_objects,
+        "bands": list(lay.bands),
+        "image_shape": [lay.n_objects, len(lay.bands), lay.height, lay.width],
+        "dtype": lay.dtype,
+        "pixel_scale": attrs["pixel_scale"],
+        "flux_unit": attrs["flux_unit"],
+        "zero_points": attrs["zero_points"],
+        "chunk_objects": lay.chunk_objects,
+        "n_chunks": -(-lay.n_objects // lay.chunk_objects),
+        "shard_objects": lay.write_unit if lay.sharded else None,
+        "compression": compression_name(images.compressors),
+        "uncompressed_bytes": int(images.nbytes),
+        "stored_bytes": _stored_bytes(store),
+        "labels": {name: {"unit": units.get(name, ""),
+                          **_column_summary(store.read_column(f"{layout.LABELS}/{name}"))}
+                   for name in lay.labels},
+        "photometry": {band: _column_summary(store.read_column(f"{layout.PHOTOMETRY}/{band}"))
+                       for band in lay.photometry_bands},
+        "flags": flag_counts,
+        "provenance": attrs.get("provenance", {}),
+    }
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _table(rows: dict[str, dict[str, Any]], unit: bool) -> list[str]:
+    lines = []
+    width = max((len(k) for k in rows), default=4)
+    for name, s in rows.items():
+        rng = (f"{s['min']:>11.4g} {s['median']:>11.4g} {s['max']:>11.4g}"
+               if "min" in s else f"{'(all missing)':>35}")
+        extra = f"  {s['unit']}" if unit and s.get("unit") else ""
+        lines.append(f"    {name:<{width}} {rng} {s['missing']:>9}{extra}")
+    return lines
+
+
+def format_description(d: dict[str, Any]) -> str:
+    """Human-readable text of :func:`describe_store`'s result."""
+    n, b, h, w = d["image_shape"]
+    stored = d["stored_bytes"]
+    ratio = f", ratio {d['uncompressed_bytes'] / stored:.2f}" if stored else ""
+    shard = (f", sharded: {d['shard_objects']} objects per shard" if d["shard_objects"]
+             else ", not sharded")
+    zp = " ".join(f"{band}={value:g}" for band, value in d["zero_points"].items())
+    lines = [
+        f"store       {d['url']}",
+        f"survey      {d['survey']} (format {d['format_version']})",
+        f"objects     {d['n_objects']:,}",
+        f"bands       {' '.join(d['bands'])}  (zero points {zp}; {d['flux_unit']}; "
+        f"{d['pixel_scale']:.4g} arcsec/pixel)",
+        f"images      {n} x {b} x {h} x {w} {d['dtype']}, {_bytes(d['uncompressed_bytes'])} "
+        f"raw, {_bytes(stored)} stored{ratio}",
+        f"chunking    {d['chunk_objects']} objects per chunk ({d['n_chunks']} chunks){shard}, "
+        f"{d['compression']}",
+    ]
+    header = f"    {'name':<{max((len(k) for k in d['labels']), default=4)}} " \
+             f"{'min':>11} {'median':>11} {'max':>11} {'missing':>9}"
+    lines.append(f"labels      {len(d['labels'])}" + ("" if d["labels"] else " (none)"))
+    if d["labels"]:
+        lines += [header, *_table(d["labels"], unit=True)]
+    lines.append(f"photometry  {len(d['photometry'])} band(s)")
+    if d["photometry"]:
+        lines += _table(d["photometry"], unit=False)
+    flags = ", ".join(f"{k}: {v}" for k, v in d["flags"].items()) or "none set"
+    lines.append(f"flags       {flags}")
+    prov = d["provenance"]
+    lines.append(f"created     {prov.get('created', '?')} by surveyproc "
+                 f"{prov.get('surveyproc_version', '?')} ({prov.get('generator', 'unknown')})")
+    return "\n".join(lines)

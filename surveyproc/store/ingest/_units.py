@@ -1,0 +1,75 @@
+"""Shared machinery of the ingest commands: write catalog rows unit by unit on Ray tasks.
+
+Each task reads the pixels of one write unit's objects (``read_pixels``),
+writes the unit into the store and returns its :class:`IngestReport`; the
+driver merges the reports and marks the store complete only when at least one
+object was read, so a run where nothing could be read fails loudly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ...errors import IngestError
+from ...fs import is_process_local, redact
+from ...ops.ray_runtime import map_units
+from ..batch import CutoutBatch
+from ..create import StoreWriter, create_store
+from ..layout import StoreSpec
+from ..shards import Shard, plan_shards
+from .catalog import Catalog
+from .report import IngestReport
+
+__all__ = ["PixelReader", "ingest_units"]
+
+#: ``read_pixels(rows, first_row, report) -> (images (n, bands, h, w), flags (n,))``
+PixelReader = Callable[[Catalog, int, IngestReport], tuple[np.ndarray, np.ndarray]]
+
+
+def _ingest_unit(read_pixels: PixelReader, writer: StoreWriter, rows: Catalog,
+                 unit: Shard) -> IngestReport:
+    report = IngestReport()
+    images, flags = read_pixels(rows, unit.start, report)
+    report.count_flags(flags)
+    writer.write(CutoutBatch(start=unit.start, object_id=rows.object_id, ra=rows.ra,
+                             dec=rows.dec, images=images, flags=flags,
+                             photometry=rows.photometry, labels=rows.labels))
+    return report
+
+
+def _run(args: tuple[PixelReader, StoreWriter, Catalog, Shard]) -> IngestReport:
+    return _ingest_unit(*args)
+
+
+def ingest_units(
+    out_url: str,
+    spec: StoreSpec,
+    catalog: Catalog,
+    read_pixels: PixelReader,
+    *,
+    provenance: dict[str, Any],
+    storage_options: dict[str, Any] | None,
+    overwrite: bool,
+    parallel: bool,
+    desc: str,
+) -> IngestReport:
+    """Create the store, ingest every unit, finalize, and return the merged report."""
+    create_store(out_url, spec, storage_options=storage_options, provenance=provenance,
+                 overwrite=overwrite)
+    writer = StoreWriter(out_url, storage_options)
+    units = plan_shards(len(catalog), spec.write_unit)
+    work = [(read_pixels, writer, catalog.rows(u.start, u.stop), u) for u in units]
+    reports = map_units(_run, work, weight=lambda item: len(item[3]),
+                        parallel=parallel and not is_process_local(out_url), desc=desc)
+    report = functools.reduce(IngestReport.merge, reports, IngestReport())
+    if report.flags.get("NO_DATA", 0) == report.n_objects:
+        reasons = ", ".join(f"{k} ({v})" for k, v in report.problems.items())
+        msg = (f"store {redact(out_url)}: no object could be read ({reasons}); the store was "
+               "left marked incomplete")
+        raise IngestError(msg)
+    writer.finalize(ingest_report=report.to_dict())
+    return report

@@ -1,0 +1,182 @@
+"""The survey store contract: array names, dtypes, attributes, and how a new store is laid out.
+
+A store is a Zarr v3 group.  Every array is chunked along the object axis
+only, and every 1-D column shares the images' *write unit* (one chunk, or one
+Zarr shard when sharding is on), so that independent workers can each write
+whole units without touching a neighbour's object.  This module holds the
+rules; :mod:`.create` writes them and :mod:`.validate` checks them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidParameterError
+
+__all__ = [
+    "COMPRESSIONS",
+    "FORMAT_VERSION",
+    "IMAGE_DTYPES",
+    "StoreSpec",
+]
+
+#: Version written into new stores; bump when the layout changes incompatibly.
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+
+IMAGE_DTYPES = ("float16", "float32")
+COMPRESSIONS = ("zstd", "blosc", "none")
+
+IMAGES = "images"
+OBJECT_ID = "object_id"
+RA = "ra"
+DEC = "dec"
+FLAGS = "flags"
+PHOTOMETRY = "photometry"
+LABELS = "labels"
+
+#: 1-D columns every store has, with their required dtype.
+REQUIRED_COLUMNS = {OBJECT_ID: "int64", RA: "float64", DEC: "float64"}
+#: Optional 1-D columns and their dtype (absent ``flags`` reads as zeros).
+OPTIONAL_COLUMNS = {FLAGS: "int32"}
+PHOTOMETRY_DTYPE = "float32"
+LABEL_DTYPE = "float32"
+
+REQUIRED_ATTRS = ("format_version", "survey", "bands", "pixel_scale", "flux_unit",
+                  "zero_points", "provenance")
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.match(name):
+        msg = (f"{kind} name {name!r} is not allowed: use letters, digits and '_', "
+               "starting with a letter")
+        raise InvalidParameterError(msg)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Everything needed to lay out a new, empty store.
+
+    Parameters
+    ----------
+    n_objects
+        Number of galaxies (rows along the object axis).
+    bands
+        Band names in image-plane order, e.g. ``("g", "r", "i", "z")``.
+    height, width
+        Cutout size in pixels.
+    labels
+        Names of the ``labels/<name>`` columns (float32, NaN = unknown).
+    photometry
+        Whether to create ``photometry/<band>`` columns.
+    dtype
+        ``"float32"`` or ``"float16"`` for images (float16 halves storage and I/O).
+    chunk_objects
+        Objects per chunk: the unit of reading and of sharding work.
+    shard_chunks
+        Chunks per Zarr v3 shard (one object-store file), or None for no sharding.
+        Object stores prefer few large objects; local disks do not care.
+    compression
+        ``"zstd"``, ``"blosc"`` (lz4 + byte shuffle, fastest to decode) or ``"none"``.
+    survey, pixel_scale, flux_unit, zero_points, label_units
+        Group attributes: survey name, arcsec per pixel, pixel unit, AB zero
+        point per band (default 22.5, i.e. nanomaggies), unit of each label.
+    """
+
+    n_objects: int
+    bands: tuple[str, ...]
+    height: int
+    width: int
+    labels: tuple[str, ...] = ()
+    photometry: bool = True
+    dtype: str = "float32"
+    chunk_objects: int = 256
+    shard_chunks: int | None = None
+    compression: str = "zstd"
+    survey: str = "unnamed"
+    pixel_scale: float = 0.262
+    flux_unit: str = "nanomaggy"
+    zero_points: dict[str, float] = field(default_factory=dict)
+    label_units: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bands", tuple(self.bands))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if self.n_objects < 1:
+            msg = f"n_objects must be at least 1, got {self.n_objects}"
+            raise InvalidParameterError(msg)
+        if not self.bands:
+            msg = "at least one band is needed"
+            raise InvalidParameterError(msg)
+        for kind, names in (("band", self.bands), ("label", self.labels)):
+            for name in names:
+                _check_name(kind, name)
+            if len(set(names)) != len(names):
+                msg = f"{kind} names must be unique, got {list(names)}"
+                raise InvalidParameterError(msg)
+        if self.height < 1 or self.width < 1:
+            msg = f"cutout size must be positive, got {self.height}x{self.width}"
+            raise InvalidParameterError(msg)
+        if self.dtype not in IMAGE_DTYPES:
+            msg = f"image dtype must be one of {IMAGE_DTYPES}, got {self.dtype!r}"
+            raise InvalidParameterError(msg)
+        if self.compression not in COMPRESSIONS:
+            msg = f"compression must be one of {COMPRESSIONS}, got {self.compression!r}"
+            raise InvalidParameterError(msg)
+        if self.chunk_objects < 1:
+            msg = f"chunk_objects must be at least 1, got {self.chunk_objects}"
+            raise InvalidParameterError(msg)
+        if self.shard_chunks is not None and self.shard_chunks < 1:
+            msg = f"shard_chunks must be at least 1 or None, got {self.shard_chunks}"
+            raise InvalidParameterError(msg)
+        if self.pixel_scale <= 0:
+            msg = f"pixel_scale must be positive (arcsec/pixel), got {self.pixel_scale}"
+            raise InvalidParameterError(msg)
+        unknown = set(self.zero_points) - set(self.bands)
+        if unknown:
+            msg = f"zero_points names bands {sorted(unknown)} that are not in {list(self.bands)}"
+            raise InvalidParameterError(msg)
+
+    @property
+    def write_unit(self) -> int:
+        """Objects per independently writable unit (a chunk, or a shard when sharded)."""
+        return self.chunk_objects * (self.shard_chunks or 1)
+
+    def attributes(self, provenance: dict[str, Any]) -> dict[str, Any]:
+        """Group attributes for a store laid out from this spec."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "survey": self.survey,
+            "bands": list(self.bands),
+            "pixel_scale": float(self.pixel_scale),
+            "flux_unit": self.flux_unit,
+            "zero_points": {b: float(self.zero_points.get(b, 22.5)) for b in self.bands},
+            "label_units": {k: self.label_units.get(k, "") for k in self.labels},
+            "provenance": provenance,
+            "complete": False,
+        }
+
+
+def compressors(name: str) -> tuple[Any, ...] | None:
+    """Zarr v3 codec tuple for a compression name."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if name == "zstd":
+        return (ZstdCodec(level=3),)
+    if name == "blosc":
+        return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+    return None
+
+
+def compression_name(codecs: tuple[Any, ...]) -> str:
+    """Inverse of :func:`compressors` for display: the first codec's short name."""
+    if not codecs:
+        return "none"
+    codec = codecs[0]
+    name = type(codec).__name__.removesuffix("Codec").lower()
+    cname = getattr(codec, "cname", None)
+    return f"{name}({cname.value if hasattr(cname, 'value') else cname})" if cname else name

@@ -1,0 +1,258 @@
+"""Open a survey store and read contiguous objects from it.
+
+:class:`SurveyStore` is the only reader of survey stores in the package.  A
+read of objects ``[i, j)`` asks Zarr for each column once; Zarr fetches every
+chunk the range touches with one request (one per shard when a whole Zarr
+shard is read), and the 1-D columns are fetched concurrently with the images
+so that on an object store their latency hides behind the image transfer.
+:meth:`SurveyStore.iter_batches` adds read-ahead so decoding of the next range
+overlaps the caller's work on the current one.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import InvalidParameterError, StoreAccessError, StoreNotFoundError, describe_error
+from ..fs import normalize, redact, resolve, zarr_store
+from . import layout
+from .batch import CutoutBatch
+from .shards import Shard, plan_shards
+from .validate import StoreLayout, validate_group
+
+__all__ = ["SurveyStore", "open_store"]
+
+
+def open_store(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    check_ids: bool = True,
+) -> SurveyStore:
+    """Open and validate the survey store at ``url``.
+
+    Parameters
+    ----------
+    url
+        Any fsspec URL or local path of a Zarr v3 group.
+    storage_options
+        Passed to fsspec (e.g. ``{"endpoint_url": ...}`` for S3); credentials
+        otherwise come from the environment's standard chain.
+    check_ids
+        Read ``object_id`` and reject duplicates (8 bytes per object; linear
+        time when ids are sorted, as surveyproc writes them).
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing, or no Zarr group, at ``url``.
+    StoreFormatError
+        The group breaks the store contract; the message names the rule.
+    """
+    url = normalize(url)
+    shown = redact(url)
+    try:
+        store = zarr_store(url, storage_options, read_only=True)
+        group = zarr.open_group(store=store, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError):
+        msg = f"store {shown}: no Zarr group found there (check the path or URL)"
+        raise StoreNotFoundError(msg) from None
+    except Exception as error:  # network, permissions, credentials: say which, in one line
+        raise StoreAccessError(f"store {shown}: cannot open it ({describe_error(error)})") \
+            from error
+    store_layout = validate_group(shown, group, check_ids=check_ids)
+    return SurveyStore(url, storage_options, group, store_layout)
+
+
+class SurveyStore:
+    """A validated, read-only survey store.
+
+    Use :func:`open_store` to get one.  Instances pickle as their URL and
+    options, so they can be passed to Ray tasks and actors, which reopen the
+    store on arrival.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None,
+                 group: zarr.Group, store_layout: StoreLayout) -> None:
+        self._url = url
+        self._storage_options = storage_options
+        self.group = group
+        self.layout = store_layout
+        self.attrs: dict[str, Any] = dict(group.attrs)
+        self._arrays: dict[str, zarr.Array] = {}
+        self._column_pool: ThreadPoolExecutor | None = None
+
+    def __reduce__(self):
+        return (_reopen, (self._url, self._storage_options))
+
+    def __repr__(self) -> str:
+        lay = self.layout
+        return (f"SurveyStore({self.url!r}, n_objects={lay.n_objects}, bands={list(lay.bands)}, "
+                f"size={lay.height}x{lay.width})")
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The store's URL, safe to print."""
+        return redact(self._url)
+
+    def filesystem(self):
+        """``(fsspec filesystem, path)`` of the store, e.g. to measure its stored size."""
+        return resolve(self._url, self._storage_options)
+
+    @property
+    def n_objects(self) -> int:
+        return self.layout.n_objects
+
+    def __len__(self) -> int:
+        return self.layout.n_objects
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.layout.bands
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.layout.labels
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def array(self, name: str) -> zarr.Array:
+        """The Zarr array ``name`` (metadata fetched once per store object)."""
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
+
+    def read_column(self, name: str) -> np.ndarray:
+        """A whole 1-D column, e.g. ``"object_id"`` or ``"labels/redshift"``."""
+        if name == layout.FLAGS and not self.layout.has_flags:
+            return np.zeros(self.n_objects, dtype=np.int32)
+        return self.array(name)[:]
+
+    def _check_range(self, start: int, stop: int) -> None:
+        if not 0 <= start <= stop <= self.n_objects:
+            msg = (f"store {self.url}: object range [{start}, {stop}) is outside "
+                   f"[0, {self.n_objects})")
+            raise InvalidParameterError(msg)
+
+    def _columns(self, labels: bool | Sequence[str], photometry: bool) -> list[str]:
+        names = [layout.OBJECT_ID, layout.RA, layout.DEC]
+        if self.layout.has_flags:
+            names.append(layout.FLAGS)
+        if photometry:
+            names += [f"{layout.PHOTOMETRY}/{b}" for b in self.layout.photometry_bands]
+        wanted = self.layout.labels if labels is True else (labels or ())
+        unknown = [name for name in wanted if name not in self.layout.labels]
+        if unknown:
+            msg = (f"store {self.url}: no label(s) {unknown}; it has "
+                   f"{list(self.layout.labels) or 'none'}")
+            raise InvalidParameterError(msg)
+        names += [f"{layout.LABELS}/{name}" for name in wanted]
+        return names
+
+    def read(
+        self,
+        start: int,
+        stop: int,
+        *,
+        images: bool = True,
+        labels: bool | Sequence[str] = True,
+        photometry: bool = True,
+    ) -> CutoutBatch:
+        """Objects ``[start, stop)`` with the requested columns.
+
+        Examples
+        --------
+        >>> from surveyproc.testing import tiny_store
+        >>> store = tiny_store(n=10, chunk=4)
+        >>> batch = store.read(2, 7)
+        >>> batch.images.shape, batch.object_id.tolist()
+        ((5, 2, 8, 8), [2, 3, 4, 5, 6])
+        """
+        self._check_range(start, stop)
+        names = self._columns(labels, photometry)
+        if self._column_pool is None:
+            self._column_pool = ThreadPoolExecutor(max_workers=8,
+                                                   thread_name_prefix="surveyproc-read")
+        rows = slice(start, stop)
+        futures = {name: self._column_pool.submit(self._read_rows, name, rows) for name in names}
+        pixels = self.array(layout.IMAGES)[rows] if images else None
+        values = {name: future.result() for name, future in futures.items()}
+        return CutoutBatch(
+            start=start,
+            object_id=values[layout.OBJECT_ID],
+            ra=values[layout.RA],
+            dec=values[layout.DEC],
+            images=pixels,
+            flags=values.get(layout.FLAGS),
+            photometry={n.split("/", 1)[1]: v for n, v in values.items()
+                        if n.startswith(layout.PHOTOMETRY + "/")},
+            labels={n.split("/", 1)[1]: v for n, v in values.items()
+                    if n.startswith(layout.LABELS + "/")},
+        )
+
+    def _read_rows(self, name: str, rows: slice) -> np.ndarray:
+        return self.array(name)[rows]
+
+    def iter_batches(
+        self,
+        ranges: Iterable[tuple[int, int] | Shard],
+        *,
+        prefetch: int = 2,
+        **columns: Any,
+    ) -> Iterator[CutoutBatch]:
+        """Read ``ranges`` in order, keeping up to ``prefetch`` reads ahead of the caller.
+
+        ``columns`` are passed to :meth:`read` (``images``, ``labels``, ``photometry``).
+        Memory held is bounded by ``prefetch + 1`` batches.
+        """
+        spans = [(r.start, r.stop) if isinstance(r, Shard) else tuple(r) for r in ranges]
+        if prefetch < 1:
+            for start, stop in spans:
+                yield self.read(start, stop, **columns)
+            return
+        pending: collections.deque[Future[CutoutBatch]] = collections.deque()
+        with ThreadPoolExecutor(max_workers=prefetch,
+                                thread_name_prefix="surveyproc-prefetch") as pool:
+            queue = iter(spans)
+            try:
+                for start, stop in queue:
+                    pending.append(pool.submit(self.read, start, stop, **columns))
+                    if len(pending) > prefetch:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def chunk_ranges(self) -> list[Shard]:
+        """One range per image chunk (the smallest readable unit)."""
+        return plan_shards(self.n_objects, self.layout.chunk_objects)
+
+    def plan_shards(self, *, objects_per_shard: int | None = None,
+                    n_shards: int | None = None) -> list[Shard]:
+        """Shards aligned to the store's write unit; see :func:`~.shards.plan_shards`."""
+        return plan_shards(self.n_objects, self.layout.write_unit,
+                           objects_per_shard=objects_per_shard, n_shards=n_shards)
+
+    def close(self) -> None:
+        """Release the reader threads (the store stays usable)."""
+        if self._column_pool is not None:
+            self._column_pool.shutdown(wait=False)
+            self._column_pool = None
+
+
+def _reopen(url: str, storage_options: dict[str, Any] | None) -> SurveyStore:
+    # Workers trust the driver's validation; skip the id scan on arrival.
+    return open_store(url, storage_options, check_ids=False)

@@ -1,0 +1,168 @@
+"""Check an opened Zarr group against the store contract, one clear sentence per problem.
+
+Validation runs every time a store is opened, before any worker is started, so
+that a bad store fails in the first second with a message that names the
+store, the rule and what was found, rather than an hour into a cluster job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import StoreFormatError
+from . import layout
+
+__all__ = ["StoreLayout", "find_duplicates", "validate_group"]
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """What validation learned about a store: sizes, names, chunking."""
+
+    n_objects: int
+    bands: tuple[str, ...]
+    height: int
+    width: int
+    dtype: str
+    chunk_objects: int
+    write_unit: int
+    sharded: bool
+    photometry_bands: tuple[str, ...]
+    labels: tuple[str, ...]
+    has_flags: bool
+
+
+def _fail(url: str, problem: str) -> StoreFormatError:
+    return StoreFormatError(f"store {url}: {problem}")
+
+
+def _check_attrs(url: str, attrs: dict[str, Any]) -> tuple[str, ...]:
+    if "format_version" not in attrs:
+        raise _fail(url, "group attribute 'format_version' is missing; "
+                         "this is not a surveyproc store (create one with 'surveyproc synth' "
+                         "or 'surveyproc ingest')")
+    version = attrs["format_version"]
+    if version not in layout.SUPPORTED_FORMAT_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(layout.SUPPORTED_FORMAT_VERSIONS))
+        raise _fail(url, f"unknown format version {version!r}; this surveyproc reads "
+                         f"version {supported} (upgrade surveyproc or re-create the store)")
+    missing = [a for a in layout.REQUIRED_ATTRS if a not in attrs]
+    if missing:
+        raise _fail(url, f"group attribute(s) {', '.join(repr(m) for m in missing)} missing")
+    bands = attrs["bands"]
+    if (not isinstance(bands, list) or not bands
+            or not all(isinstance(b, str) for b in bands) or len(set(bands)) != len(bands)):
+        raise _fail(url, "attribute 'bands' must be a non-empty list of unique names, "
+                         f"got {bands!r}")
+    scale = attrs["pixel_scale"]
+    if not isinstance(scale, int | float) or scale <= 0:
+        raise _fail(url, f"attribute 'pixel_scale' must be a positive number (arcsec/pixel), "
+                         f"got {scale!r}")
+    zero_points = attrs["zero_points"]
+    if not isinstance(zero_points, dict) or set(zero_points) != set(bands):
+        raise _fail(url, f"attribute 'zero_points' must give one value per band {bands}, "
+                         f"got {zero_points!r}")
+    if attrs.get("complete") is False:
+        raise _fail(url, "writing this store did not finish (attribute 'complete' is false); "
+                         "re-run the command that created it with --overwrite")
+    return tuple(bands)
+
+
+def _array(url: str, group: zarr.Group, name: str) -> zarr.Array:
+    try:
+        node = group[name]
+    except KeyError:
+        raise _fail(url, f"array {name!r} is missing") from None
+    if not isinstance(node, zarr.Array):
+        raise _fail(url, f"{name!r} is a group, expected an array")
+    return node
+
+
+def _check_column(url: str, array: zarr.Array, name: str, dtype: str, n: int) -> None:
+    if array.ndim != 1 or array.shape[0] != n:
+        raise _fail(url, f"array {name!r} has shape {array.shape} but 'images' holds {n} "
+                         f"objects; expected ({n},)")
+    if str(array.dtype) != dtype:
+        raise _fail(url, f"array {name!r} has dtype {array.dtype}, expected {dtype}")
+
+
+def _members(group: zarr.Group, name: str) -> list[str]:
+    if name not in group:
+        return []
+    sub = group[name]
+    return sorted(sub.array_keys()) if isinstance(sub, zarr.Group) else []
+
+
+def find_duplicates(ids: np.ndarray) -> tuple[int, int, int] | None:
+    """``(repeats, example id, its count)`` if ``ids`` has duplicates, else None.
+
+    Linear time when ids are strictly increasing (as surveyproc writes them).
+    """
+    if ids.size < 2 or (np.diff(ids) > 0).all():
+        return None
+    ordered = np.sort(ids, kind="stable")
+    dup = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not dup.size:
+        return None
+    first = int(dup[0])
+    return int(dup.size), first, int(np.count_nonzero(ids == first))
+
+
+def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> StoreLayout:
+    """Validate ``group`` against the contract and describe its layout.
+
+    Raises
+    ------
+    StoreFormatError
+        On the first broken rule, with a message naming it.
+    """
+    attrs = dict(group.attrs)
+    bands = _check_attrs(url, attrs)
+    images = _array(url, group, layout.IMAGES)
+    if images.ndim != 4:
+        raise _fail(url, f"array 'images' has {images.ndim} dimensions {images.shape}; "
+                         "expected 4: (objects, bands, height, width)")
+    if str(images.dtype) not in layout.IMAGE_DTYPES:
+        raise _fail(url, f"array 'images' has dtype {images.dtype}; expected one of "
+                         f"{', '.join(layout.IMAGE_DTYPES)}")
+    n, n_bands, height, width = images.shape
+    if n_bands != len(bands):
+        raise _fail(url, f"array 'images' has {n_bands} bands but attribute 'bands' lists "
+                         f"{len(bands)} ({', '.join(bands)})")
+    if tuple(images.chunks[1:]) != (n_bands, height, width):
+        raise _fail(url, f"array 'images' is chunked {images.chunks}; chunks must span whole "
+                         f"cutouts, i.e. (k, {n_bands}, {height}, {width})")
+    for name, dtype in layout.REQUIRED_COLUMNS.items():
+        _check_column(url, _array(url, group, name), name, dtype, n)
+    has_flags = layout.FLAGS in group
+    if has_flags:
+        _check_column(url, _array(url, group, layout.FLAGS), layout.FLAGS,
+                      layout.OPTIONAL_COLUMNS[layout.FLAGS], n)
+    photometry = _members(group, layout.PHOTOMETRY)
+    for band in photometry:
+        if band not in bands:
+            raise _fail(url, f"array 'photometry/{band}' names a band that is not in "
+                             f"attribute 'bands' ({', '.join(bands)})")
+        _check_column(url, group[f"{layout.PHOTOMETRY}/{band}"], f"photometry/{band}",
+                      layout.PHOTOMETRY_DTYPE, n)
+    labels = _members(group, layout.LABELS)
+    for name in labels:
+        _check_column(url, group[f"{layout.LABELS}/{name}"], f"labels/{name}",
+                      layout.LABEL_DTYPE, n)
+    duplicates = find_duplicates(group[layout.OBJECT_ID][:]) if check_ids else None
+    if duplicates:
+        repeats, example, count = duplicates
+        raise _fail(url, f"array 'object_id' has duplicate ids ({repeats} repeats; e.g. "
+                         f"{example} appears {count} times); ids must be unique")
+    return StoreLayout(
+        n_objects=n, bands=bands, height=height, width=width, dtype=str(images.dtype),
+        chunk_objects=int(images.chunks[0]),
+        write_unit=int((images.shards or images.chunks)[0]),
+        sharded=images.shards is not None,
+        photometry_bands=tuple(b for b in bands if b in photometry),
+        labels=tuple(labels), has_flags=has_flags,
+    )

@@ -1,0 +1,108 @@
+"""Store round trip, the reader's range semantics and request count, read-ahead, pickling."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import zarr
+from zarr.storage import LoggingStore
+
+from surveyproc.errors import InvalidParameterError, StoreExistsError
+from surveyproc.store import StoreSpec, StoreWriter, create_store, open_store
+from surveyproc.testing import tiny_batch, tiny_store
+
+
+@pytest.mark.parametrize("shard_chunks", [None, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_round_trip_returns_what_was_written(tmp_path, shard_chunks, dtype):
+    store = tiny_store(100, chunk=16, url=str(tmp_path / "s.zarr"), shard_chunks=shard_chunks,
+                       dtype=dtype)
+    expected = tiny_batch(0, 100)
+    got = store.read(0, 100)
+    np.testing.assert_array_equal(got.object_id, expected.object_id)
+    np.testing.assert_array_equal(got.ra, expected.ra)
+    np.testing.assert_allclose(got.images, expected.images, rtol=1e-3 if dtype == "float16" else 0)
+    assert got.images.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got.labels["redshift"], expected.labels["redshift"])
+    np.testing.assert_array_equal(got.photometry["b1"], expected.photometry["b1"])
+    assert store.layout.write_unit == (32 if shard_chunks else 16)
+    assert store.layout.sharded is bool(shard_chunks)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 1), (15, 17), (3, 99), (96, 100), (40, 40)])
+def test_read_returns_exactly_the_range(start, stop):
+    store = tiny_store(100, chunk=16)
+    batch = store.read(start, stop, labels=["redshift"], photometry=False)
+    assert batch.start == start and len(batch) == stop - start
+    np.testing.assert_array_equal(batch.object_id, np.arange(start, stop))
+    assert batch.photometry == {}
+    if stop > start:
+        assert batch.images[:, 1, 0, 0].tolist() == pytest.approx(np.arange(start, stop) + 0.1)
+
+
+def test_read_outside_the_store_or_unknown_label_is_refused():
+    store = tiny_store(10, chunk=4)
+    with pytest.raises(InvalidParameterError, match=r"\[5, 11\) is outside \[0, 10\)"):
+        store.read(5, 11)
+    with pytest.raises(InvalidParameterError, match="no label"):
+        store.read(0, 2, labels=["mass"])
+
+
+def test_one_request_per_image_chunk_touched(tmp_path):
+    tiny_store(100, chunk=16, url=str(tmp_path / "s.zarr"))
+    store = open_store(str(tmp_path / "s.zarr"))
+    logging_store = LoggingStore(store.group.store)
+    images = zarr.open_array(logging_store, path="images", mode="r")
+    store._arrays["images"] = images  # read the images through the counting store
+    logging_store.counter.clear()
+    store.read(20, 70)  # touches chunks 1, 2, 3, 4 (objects 16..79)
+    assert logging_store.counter["get"] == 4
+
+
+def test_iter_batches_keeps_order_with_read_ahead():
+    store = tiny_store(100, chunk=16)
+    shards = store.plan_shards()
+    batches = list(store.iter_batches(shards, prefetch=3, labels=False))
+    assert [b.start for b in batches] == [s.start for s in shards]
+    np.testing.assert_array_equal(np.concatenate([b.object_id for b in batches]),
+                                  np.arange(100))
+    serial = list(store.iter_batches([(0, 10), (10, 30)], prefetch=0))
+    assert [len(b) for b in serial] == [10, 20]
+
+
+def test_store_pickles_as_its_url(tmp_path):
+    store = tiny_store(20, chunk=8, url=str(tmp_path / "s.zarr"))
+    clone = pickle.loads(pickle.dumps(store))
+    np.testing.assert_array_equal(clone.read(3, 9).images, store.read(3, 9).images)
+
+
+def test_create_refuses_existing_store_unless_overwrite(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    tiny_store(10, chunk=4, url=url)
+    spec = StoreSpec(n_objects=5, bands=("g",), height=4, width=4)
+    with pytest.raises(StoreExistsError, match="already exists; choose another path or pass "
+                                               "--overwrite"):
+        create_store(url, spec)
+    create_store(url, spec, overwrite=True)
+    assert zarr.open_group(url, mode="r")["images"].shape == (5, 1, 4, 4)
+
+
+def test_writer_refuses_batches_off_the_write_unit(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    create_store(url, StoreSpec(n_objects=40, bands=("b0", "b1"), height=8, width=8,
+                                chunk_objects=16, labels=("redshift",)))
+    writer = StoreWriter(url)
+    with pytest.raises(InvalidParameterError, match="not aligned to the store's write unit of 16"):
+        writer.write(tiny_batch(8, 24))
+    writer.write(tiny_batch(32, 40))  # the short last unit is fine
+
+
+def test_spec_rejects_bad_layouts():
+    with pytest.raises(InvalidParameterError, match="band names must be unique"):
+        StoreSpec(n_objects=1, bands=("g", "g"), height=4, width=4)
+    with pytest.raises(InvalidParameterError, match="image dtype must be one of"):
+        StoreSpec(n_objects=1, bands=("g",), height=4, width=4, dtype="int8")
+    with pytest.raises(InvalidParameterError, match="label name '2x' is not allowed"):
+        StoreSpec(n_objects=1, bands=("g",), height=4, width=4, labels=("2x",))
