@@ -26,6 +26,7 @@ quickstart: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check surveyproc tests benchmarks docs
+	$(VENV)/bin/mypy
 
 test: lint
 	$(VENV)/bin/python -m pytest --doctest-modules surveyproc tests

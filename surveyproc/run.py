@@ -71,4 +71,4 @@ def run_job(job: JobSpec) -> RunResult:
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as f:
         json.dump(summary, f, indent=2)
-    return RunResult(store=store.url, output=job.output.dir, summary=summary_url)
+    return RunResult(store=store.url, output=join(job.output.dir), summary=summary_url)

@@ -48,6 +48,10 @@ def ray_runtime(
     if address:
         kwargs["address"] = address
     else:
+        # Ray's default for a local cluster (token authentication) is what we want;
+        # its notice about that default would print on every command.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR)
         kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard)
     log.info("ray: %s", f"joining {address}" if address else "starting embedded local Ray")
     ray.init(**kwargs)
@@ -79,42 +83,50 @@ def map_units(
     max_in_flight: int | None = None,
     desc: str = "working",
     unit_name: str = "obj",
-) -> list[R]:
-    """Apply ``fn`` to every unit, on Ray tasks when ``parallel``, in unit order.
+) -> Iterator[tuple[T, R]]:
+    """Apply ``fn`` to every unit, on Ray tasks when ``parallel``; yield ``(unit, result)``.
 
-    At most ``max_in_flight`` tasks are pending at once (default: twice the
-    cluster's CPUs), so a million-unit plan never floods the object store.
-    The progress bar advances by ``weight(unit)`` (e.g. objects in the unit).
-    Serial mode runs in this process: for ``memory://`` stores, which other
-    processes cannot see, and for debugging.
+    Results come in completion order, as soon as each is ready, so the caller
+    can write or merge them without holding them all.  At most
+    ``max_in_flight`` tasks are pending at once (default: twice the cluster's
+    CPUs), so a million-unit plan never floods the object store.  The progress
+    bar advances by ``weight(unit)`` (e.g. objects in the unit).  Serial mode
+    runs in this process: for ``memory://`` stores, which other processes
+    cannot see, and for debugging.  A task that raises a
+    :class:`~surveyproc.errors.SurveyprocError` re-raises it here, unwrapped.
     """
     total = sum(weight(u) for u in units)
-    results: list[Any] = [None] * len(units)
     with progress_bar(total=total, desc=desc, unit=unit_name) as bar:
         if not parallel:
-            for i, unit in enumerate(units):
-                results[i] = fn(unit)
+            for unit in units:
+                result = fn(unit)
                 bar.update(weight(unit))
-            return results
+                yield unit, result
+            return
         with ray_runtime():
             import ray
 
-            remote = ray.remote(num_cpus=num_cpus, max_retries=2)(_apply)
+            remote: Any = ray.remote(num_cpus=num_cpus, max_retries=2)(_apply)
             fn_ref = ray.put(fn)  # shipped once, not once per unit
             limit = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-            pending: dict[Any, int] = {}
-            next_unit = 0
-            while next_unit < len(units) or pending:
-                while next_unit < len(units) and len(pending) < limit:
-                    pending[remote.remote(fn_ref, units[next_unit])] = next_unit
-                    next_unit += 1
-                done, _ = ray.wait(list(pending), num_returns=1)
-                index = pending.pop(done[0])
-                try:
-                    results[index] = ray.get(done[0])
-                except ray.exceptions.RayTaskError as error:
-                    for ref in pending:
-                        ray.cancel(ref)
-                    raise _unwrap(error) from None
-                bar.update(weight(units[index]))
-    return results
+            pending: dict[Any, T] = {}
+            queue = iter(units)
+            try:
+                while True:
+                    for unit in queue:
+                        pending[remote.remote(fn_ref, unit)] = unit
+                        if len(pending) >= limit:
+                            break
+                    if not pending:
+                        return
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    unit = pending.pop(done[0])
+                    try:
+                        result = ray.get(done[0])
+                    except ray.exceptions.RayTaskError as error:
+                        raise _unwrap(error) from None
+                    bar.update(weight(unit))
+                    yield unit, result
+            finally:
+                for ref in pending:
+                    ray.cancel(ref)

@@ -24,13 +24,14 @@ class CutoutBatch:
     ra: np.ndarray
     dec: np.ndarray
     images: np.ndarray | None = None
-    flags: np.ndarray | None = None
+    #: int32 bitmask per object; omitted = all zero.
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     photometry: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.object_id)
-        if self.flags is None:
+        if len(self.flags) == 0 and n:
             self.flags = np.zeros(n, dtype=np.int32)
         columns = {"ra": self.ra, "dec": self.dec, "flags": self.flags,
                    **{f"photometry/{k}": v for k, v in self.photometry.items()},
@@ -53,11 +54,11 @@ class CutoutBatch:
     @property
     def nbytes(self) -> int:
         """Bytes held by all arrays (what a reader moved, decompressed)."""
-        arrays = [self.object_id, self.ra, self.dec, self.flags,
-                  *self.photometry.values(), *self.labels.values()]
+        arrays: list[np.ndarray] = [self.object_id, self.ra, self.dec, self.flags,
+                                    *self.photometry.values(), *self.labels.values()]
         if self.images is not None:
             arrays.append(self.images)
-        return int(sum(a.nbytes for a in arrays))
+        return sum(int(a.nbytes) for a in arrays)
 
     @classmethod
     def concat(cls, batches: Sequence[CutoutBatch]) -> CutoutBatch:

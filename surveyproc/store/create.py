@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..errors import InvalidParameterError, StoreExistsError
 from ..fs import normalize, redact, zarr_store
 from . import layout
 from .batch import CutoutBatch
+from .validate import zarr_array
 
 __all__ = ["StoreWriter", "create_store"]
 
@@ -69,8 +71,9 @@ def create_store(
         fill_value=np.nan,
         dimension_names=("object", "band", "y", "x"),
     )
-    # 1-D columns are chunked by the write unit so that each writer owns whole chunks.
-    column_chunk = min(unit, n)
+    # 1-D columns are chunked in large windows (one request per column per window
+    # for readers); StoreWriter.add_columns writes them window by window.
+    column_chunk = spec.column_chunk_objects
 
     def column(name: str, dtype: str, fill: Any) -> None:
         group.create_array(name, shape=(n,), chunks=(column_chunk,), dtype=dtype,
@@ -100,10 +103,17 @@ def _provenance(extra: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class StoreWriter:
-    """Writes whole units of objects into a store laid out by :func:`create_store`.
+    """Writes a store laid out by :func:`create_store`: images by unit, columns by window.
+
+    Images are written by whoever made them (a Ray task), one whole write unit
+    at a time, so parallel writers never share a chunk.  The small 1-D columns
+    (ids, coordinates, flags, photometry, labels) are chunked in large windows
+    so that a reader needs one request per column per window, not per unit;
+    they reach the store through one writer, usually the driver, which buffers
+    units with :meth:`add_columns` and writes each window once it is whole.
 
     Cheap to pickle: it carries only the URL and options and opens the group on
-    first use, so one writer object can be shipped to many Ray tasks.
+    first use; buffered columns stay with the original.
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -111,10 +121,11 @@ class StoreWriter:
         self._storage_options = storage_options
         self._group: zarr.Group | None = None
         self._arrays: dict[str, zarr.Array] = {}
+        self._pending: dict[int, dict[int, CutoutBatch]] = {}  # window -> start -> batch
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "_storage_options": self._storage_options,
-                "_group": None, "_arrays": {}}
+                "_group": None, "_arrays": {}, "_pending": {}}
 
     @property
     def group(self) -> zarr.Group:
@@ -123,19 +134,46 @@ class StoreWriter:
             self._group = zarr.open_group(store=store, mode="r+")
         return self._group
 
-    def write(self, batch: CutoutBatch) -> None:
-        """Write ``batch`` at its ``start``; it must cover whole write units."""
-        n = int(self._array(layout.OBJECT_ID).shape[0])
-        images = self._array(layout.IMAGES)
-        unit = int((images.shards or images.chunks)[0])
-        if batch.start % unit or (batch.stop % unit and batch.stop != n) or batch.stop > n:
-            msg = (f"batch [{batch.start}, {batch.stop}) is not aligned to the store's write "
-                   f"unit of {unit} objects (store holds {n})")
+    def _array(self, name: str) -> zarr.Array:
+        # Opening an array reads its metadata (one request on object stores): do it once.
+        if name not in self._arrays:
+            self._arrays[name] = zarr_array(redact(self.url), self.group, name)
+        return self._arrays[name]
+
+    def write_images(self, start: int, images: np.ndarray) -> None:
+        """Write the cutouts of objects ``[start, start + len(images))``: whole write units."""
+        array = self._array(layout.IMAGES)
+        n, unit = array.shape[0], int((array.shards or array.chunks)[0])
+        stop = start + len(images)
+        if start % unit or (stop % unit and stop != n) or stop > n:
+            msg = (f"objects [{start}, {stop}) are not aligned to the store's write unit of "
+                   f"{unit} objects (store holds {n})")
             raise InvalidParameterError(msg)
+        array[start:stop] = images.astype(array.dtype, copy=False)
+
+    def add_columns(self, batch: CutoutBatch) -> None:
+        """Buffer a batch's 1-D columns; write every column window that is now complete."""
+        window = int(self._array(layout.OBJECT_ID).chunks[0])
+        n = int(self._array(layout.OBJECT_ID).shape[0])
+        first, last = batch.start // window, (batch.stop - 1) // window
+        if first != last:
+            for w in range(first, last + 1):  # split a batch that spans windows
+                lo, hi = max(batch.start, w * window), min(batch.stop, (w + 1) * window)
+                self.add_columns(_rows(batch, lo, hi))
+            return
+        parts = self._pending.setdefault(first, {})
+        parts[batch.start] = replace(batch, images=None)
+        lo, hi = first * window, min((first + 1) * window, n)
+        if sum(len(b) for b in parts.values()) == hi - lo:
+            whole = CutoutBatch.concat([parts[k] for k in sorted(parts)])
+            if whole.start != lo or whole.stop != hi:
+                msg = f"column batches of window [{lo}, {hi}) overlap"
+                raise InvalidParameterError(msg)
+            self._write_columns(whole)
+            del self._pending[first]
+
+    def _write_columns(self, batch: CutoutBatch) -> None:
         rows = slice(batch.start, batch.stop)
-        if batch.images is not None:
-            images = self._array(layout.IMAGES)
-            images[rows] = batch.images.astype(images.dtype, copy=False)
         self._array(layout.OBJECT_ID)[rows] = batch.object_id.astype(np.int64, copy=False)
         self._array(layout.RA)[rows] = batch.ra
         self._array(layout.DEC)[rows] = batch.dec
@@ -145,14 +183,37 @@ class StoreWriter:
         for name, values in batch.labels.items():
             self._array(f"{layout.LABELS}/{name}")[rows] = values
 
-    def _array(self, name: str) -> zarr.Array:
-        # Opening an array reads its metadata (one request on object stores): do it once.
-        if name not in self._arrays:
-            self._arrays[name] = self.group[name]
-        return self._arrays[name]
+    def write(self, batch: CutoutBatch) -> None:
+        """Write a batch's images and buffer its columns (single-process writers)."""
+        if batch.images is not None:
+            self.write_images(batch.start, batch.images)
+        self.add_columns(batch)
 
     def finalize(self, **provenance: Any) -> None:
-        """Mark the store complete and record extra provenance (e.g. an ingest report)."""
+        """Check every object's columns arrived, then mark the store complete.
+
+        Raises
+        ------
+        InvalidParameterError
+            Some objects were never written; the store stays marked incomplete.
+        """
+        if self._pending:
+            window = int(self._array(layout.OBJECT_ID).chunks[0])
+            first = min(self._pending)
+            msg = (f"store {redact(self.url)}: objects of [{first * window}, "
+                   f"{(first + 1) * window}) were only partly written; the store stays "
+                   "marked incomplete")
+            raise InvalidParameterError(msg)
         attrs = self.group.attrs
-        merged = {**attrs["provenance"], **provenance}
+        before = attrs.asdict().get("provenance")
+        merged = {**(before if isinstance(before, dict) else {}), **provenance}
         attrs.update({"provenance": merged, "complete": True})
+
+
+def _rows(batch: CutoutBatch, start: int, stop: int) -> CutoutBatch:
+    """Objects ``[start, stop)`` of ``batch`` (absolute indices), without images."""
+    cut = slice(start - batch.start, stop - batch.start)
+    return CutoutBatch(start=start, object_id=batch.object_id[cut], ra=batch.ra[cut],
+                       dec=batch.dec[cut], flags=batch.flags[cut],
+                       photometry={k: v[cut] for k, v in batch.photometry.items()},
+                       labels={k: v[cut] for k, v in batch.labels.items()})

@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 
 IMAGE_DTYPES = ("float16", "float32")
+#: Target objects per chunk of the 1-D columns (256 KB per float32 column).
+COLUMN_CHUNK = 65536
 COMPRESSIONS = ("zstd", "blosc", "none")
 
 IMAGES = "images"
@@ -145,6 +147,12 @@ class StoreSpec:
     def write_unit(self) -> int:
         """Objects per independently writable unit (a chunk, or a shard when sharded)."""
         return self.chunk_objects * (self.shard_chunks or 1)
+
+    @property
+    def column_chunk_objects(self) -> int:
+        """Objects per chunk of the 1-D columns: a whole number of write units near 65,536."""
+        unit = self.write_unit
+        return min(self.n_objects, max(unit, -(-COLUMN_CHUNK // unit) * unit))
 
     def attributes(self, provenance: dict[str, Any]) -> dict[str, Any]:
         """Group attributes for a store laid out from this spec."""

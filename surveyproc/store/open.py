@@ -12,6 +12,7 @@ overlaps the caller's work on the current one.
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -24,9 +25,12 @@ from ..fs import normalize, redact, resolve, zarr_store
 from . import layout
 from .batch import CutoutBatch
 from .shards import Shard, plan_shards
-from .validate import StoreLayout, validate_group
+from .validate import StoreLayout, validate_group, zarr_array
 
 __all__ = ["SurveyStore", "open_store"]
+
+_COLUMN_WINDOW = 8192  # objects of 1-D columns read at once (~90 bytes each for 20 columns)
+_CACHED_WINDOWS = 4  # windows kept: enough for a few read-ahead threads
 
 
 def open_store(
@@ -88,6 +92,11 @@ class SurveyStore:
         self.attrs: dict[str, Any] = dict(group.attrs)
         self._arrays: dict[str, zarr.Array] = {}
         self._column_pool: ThreadPoolExecutor | None = None
+        self._window_lock = threading.Lock()
+        self._windows: collections.OrderedDict[tuple, Future] = collections.OrderedDict()
+        chunk = int(self.array(layout.OBJECT_ID).chunks[0])
+        #: Objects per cached window of 1-D columns: whole column chunks, at least 8,192.
+        self.column_window = -(-max(chunk, _COLUMN_WINDOW) // chunk) * chunk
 
     def __reduce__(self):
         return (_reopen, (self._url, self._storage_options))
@@ -128,14 +137,14 @@ class SurveyStore:
     def array(self, name: str) -> zarr.Array:
         """The Zarr array ``name`` (metadata fetched once per store object)."""
         if name not in self._arrays:
-            self._arrays[name] = self.group[name]
+            self._arrays[name] = zarr_array(self.url, self.group, name)
         return self._arrays[name]
 
     def read_column(self, name: str) -> np.ndarray:
         """A whole 1-D column, e.g. ``"object_id"`` or ``"labels/redshift"``."""
         if name == layout.FLAGS and not self.layout.has_flags:
             return np.zeros(self.n_objects, dtype=np.int32)
-        return self.array(name)[:]
+        return np.asarray(self.array(name)[:])
 
     def _check_range(self, start: int, stop: int) -> None:
         if not 0 <= start <= stop <= self.n_objects:
@@ -178,29 +187,68 @@ class SurveyStore:
         ((5, 2, 8, 8), [2, 3, 4, 5, 6])
         """
         self._check_range(start, stop)
-        names = self._columns(labels, photometry)
-        if self._column_pool is None:
-            self._column_pool = ThreadPoolExecutor(max_workers=8,
-                                                   thread_name_prefix="surveyproc-read")
-        rows = slice(start, stop)
-        futures = {name: self._column_pool.submit(self._read_rows, name, rows) for name in names}
-        pixels = self.array(layout.IMAGES)[rows] if images else None
-        values = {name: future.result() for name, future in futures.items()}
+        names = tuple(self._columns(labels, photometry))
+        pixels = np.asarray(self.array(layout.IMAGES)[start:stop]) if images else None
+        values = self._column_values(names, start, stop)
         return CutoutBatch(
             start=start,
             object_id=values[layout.OBJECT_ID],
             ra=values[layout.RA],
             dec=values[layout.DEC],
             images=pixels,
-            flags=values.get(layout.FLAGS),
+            flags=values.get(layout.FLAGS, np.zeros(0, dtype=np.int32)),  # empty = all 0
             photometry={n.split("/", 1)[1]: v for n, v in values.items()
                         if n.startswith(layout.PHOTOMETRY + "/")},
             labels={n.split("/", 1)[1]: v for n, v in values.items()
                     if n.startswith(layout.LABELS + "/")},
         )
 
+    def _column_values(self, names: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
+        """1-D columns of ``[start, stop)``, served from a cached window when one covers it.
+
+        Each Zarr read costs about a millisecond of Python before any I/O, so
+        reading twenty label columns chunk by chunk would cost more than the
+        images.  Ranges that fit in one aligned window of
+        :attr:`column_window` objects are cut from that window, read once with
+        one call per column (its chunks fetched concurrently).
+        """
+        window = self.column_window
+        w0 = start - start % window
+        w1 = min(w0 + window, self.n_objects)
+        if stop > w1:
+            return self._read_columns(names, start, stop)
+        key = (w0, names)
+        with self._window_lock:
+            cached_future = self._windows.get(key)
+            owner = cached_future is None
+            future: Future = Future() if cached_future is None else cached_future
+            if owner:
+                self._windows[key] = future
+                while len(self._windows) > _CACHED_WINDOWS:
+                    self._windows.popitem(last=False)
+            else:
+                self._windows.move_to_end(key)
+        if owner:
+            try:
+                future.set_result(self._read_columns(names, w0, w1))
+            except BaseException as error:
+                future.set_exception(error)
+                with self._window_lock:
+                    self._windows.pop(key, None)
+                raise
+        cached = future.result()
+        return {name: values[start - w0:stop - w0] for name, values in cached.items()}
+
+    def _read_columns(self, names: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
+        if self._column_pool is None:
+            self._column_pool = ThreadPoolExecutor(max_workers=8,
+                                                   thread_name_prefix="surveyproc-read")
+        rows = slice(start, stop)
+        futures = {name: self._column_pool.submit(self._read_rows, name, rows) for name in names}
+        return {name: future.result() for name, future in futures.items()}
+
     def _read_rows(self, name: str, rows: slice) -> np.ndarray:
-        return self.array(name)[rows]
+        return np.asarray(self.array(name)[rows])
 
     def iter_batches(
         self,
@@ -246,8 +294,14 @@ class SurveyStore:
         return plan_shards(self.n_objects, self.layout.write_unit,
                            objects_per_shard=objects_per_shard, n_shards=n_shards)
 
+    def drop_cache(self) -> None:
+        """Forget cached column windows (benchmarks; or after the store was rewritten)."""
+        with self._window_lock:
+            self._windows.clear()
+
     def close(self) -> None:
-        """Release the reader threads (the store stays usable)."""
+        """Release the reader threads and cached columns (the store stays usable)."""
+        self.drop_cache()
         if self._column_pool is not None:
             self._column_pool.shutdown(wait=False)
             self._column_pool = None

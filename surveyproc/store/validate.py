@@ -16,7 +16,7 @@ import zarr
 from ..errors import StoreFormatError
 from . import layout
 
-__all__ = ["StoreLayout", "find_duplicates", "validate_group"]
+__all__ = ["StoreLayout", "find_duplicates", "validate_group", "zarr_array"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ def _check_attrs(url: str, attrs: dict[str, Any]) -> tuple[str, ...]:
     return tuple(bands)
 
 
-def _array(url: str, group: zarr.Group, name: str) -> zarr.Array:
+def zarr_array(url: str, group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group``, or a :class:`StoreFormatError` saying what is wrong."""
     try:
         node = group[name]
     except KeyError:
@@ -122,7 +123,7 @@ def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> St
     """
     attrs = dict(group.attrs)
     bands = _check_attrs(url, attrs)
-    images = _array(url, group, layout.IMAGES)
+    images = zarr_array(url, group, layout.IMAGES)
     if images.ndim != 4:
         raise _fail(url, f"array 'images' has {images.ndim} dimensions {images.shape}; "
                          "expected 4: (objects, bands, height, width)")
@@ -137,23 +138,24 @@ def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> St
         raise _fail(url, f"array 'images' is chunked {images.chunks}; chunks must span whole "
                          f"cutouts, i.e. (k, {n_bands}, {height}, {width})")
     for name, dtype in layout.REQUIRED_COLUMNS.items():
-        _check_column(url, _array(url, group, name), name, dtype, n)
+        _check_column(url, zarr_array(url, group, name), name, dtype, n)
     has_flags = layout.FLAGS in group
     if has_flags:
-        _check_column(url, _array(url, group, layout.FLAGS), layout.FLAGS,
+        _check_column(url, zarr_array(url, group, layout.FLAGS), layout.FLAGS,
                       layout.OPTIONAL_COLUMNS[layout.FLAGS], n)
     photometry = _members(group, layout.PHOTOMETRY)
     for band in photometry:
         if band not in bands:
             raise _fail(url, f"array 'photometry/{band}' names a band that is not in "
                              f"attribute 'bands' ({', '.join(bands)})")
-        _check_column(url, group[f"{layout.PHOTOMETRY}/{band}"], f"photometry/{band}",
-                      layout.PHOTOMETRY_DTYPE, n)
+        name = f"{layout.PHOTOMETRY}/{band}"
+        _check_column(url, zarr_array(url, group, name), name, layout.PHOTOMETRY_DTYPE, n)
     labels = _members(group, layout.LABELS)
-    for name in labels:
-        _check_column(url, group[f"{layout.LABELS}/{name}"], f"labels/{name}",
-                      layout.LABEL_DTYPE, n)
-    duplicates = find_duplicates(group[layout.OBJECT_ID][:]) if check_ids else None
+    for label in labels:
+        name = f"{layout.LABELS}/{label}"
+        _check_column(url, zarr_array(url, group, name), name, layout.LABEL_DTYPE, n)
+    ids = np.asarray(zarr_array(url, group, layout.OBJECT_ID)[:]) if check_ids else None
+    duplicates = None if ids is None else find_duplicates(ids)
     if duplicates:
         repeats, example, count = duplicates
         raise _fail(url, f"array 'object_id' has duplicate ids ({repeats} repeats; e.g. "

@@ -9,8 +9,8 @@ import pytest
 import zarr
 from zarr.storage import LoggingStore
 
-from surveyproc.errors import InvalidParameterError, StoreExistsError
-from surveyproc.store import StoreSpec, StoreWriter, create_store, open_store
+from surveyproc.errors import InvalidParameterError
+from surveyproc.store import StoreSpec, open_store
 from surveyproc.testing import tiny_batch, tiny_store
 
 
@@ -76,27 +76,6 @@ def test_store_pickles_as_its_url(tmp_path):
     store = tiny_store(20, chunk=8, url=str(tmp_path / "s.zarr"))
     clone = pickle.loads(pickle.dumps(store))
     np.testing.assert_array_equal(clone.read(3, 9).images, store.read(3, 9).images)
-
-
-def test_create_refuses_existing_store_unless_overwrite(tmp_path):
-    url = str(tmp_path / "s.zarr")
-    tiny_store(10, chunk=4, url=url)
-    spec = StoreSpec(n_objects=5, bands=("g",), height=4, width=4)
-    with pytest.raises(StoreExistsError, match="already exists; choose another path or pass "
-                                               "--overwrite"):
-        create_store(url, spec)
-    create_store(url, spec, overwrite=True)
-    assert zarr.open_group(url, mode="r")["images"].shape == (5, 1, 4, 4)
-
-
-def test_writer_refuses_batches_off_the_write_unit(tmp_path):
-    url = str(tmp_path / "s.zarr")
-    create_store(url, StoreSpec(n_objects=40, bands=("b0", "b1"), height=8, width=8,
-                                chunk_objects=16, labels=("redshift",)))
-    writer = StoreWriter(url)
-    with pytest.raises(InvalidParameterError, match="not aligned to the store's write unit of 16"):
-        writer.write(tiny_batch(8, 24))
-    writer.write(tiny_batch(32, 40))  # the short last unit is fine
 
 
 def test_spec_rejects_bad_layouts():

@@ -8,7 +8,6 @@ object was read, so a run where nothing could be read fails loudly.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -31,17 +30,16 @@ PixelReader = Callable[[Catalog, int, IngestReport], tuple[np.ndarray, np.ndarra
 
 
 def _ingest_unit(read_pixels: PixelReader, writer: StoreWriter, rows: Catalog,
-                 unit: Shard) -> IngestReport:
+                 unit: Shard) -> tuple[np.ndarray, IngestReport]:
+    """Read and write one unit's pixels; hand back its flags and report."""
     report = IngestReport()
     images, flags = read_pixels(rows, unit.start, report)
     report.count_flags(flags)
-    writer.write(CutoutBatch(start=unit.start, object_id=rows.object_id, ra=rows.ra,
-                             dec=rows.dec, images=images, flags=flags,
-                             photometry=rows.photometry, labels=rows.labels))
-    return report
+    writer.write_images(unit.start, images)
+    return flags, report
 
 
-def _run(args: tuple[PixelReader, StoreWriter, Catalog, Shard]) -> IngestReport:
+def _run(args: tuple[PixelReader, StoreWriter, Catalog, Shard]):
     return _ingest_unit(*args)
 
 
@@ -63,9 +61,14 @@ def ingest_units(
     writer = StoreWriter(out_url, storage_options)
     units = plan_shards(len(catalog), spec.write_unit)
     work = [(read_pixels, writer, catalog.rows(u.start, u.stop), u) for u in units]
-    reports = map_units(_run, work, weight=lambda item: len(item[3]),
-                        parallel=parallel and not is_process_local(out_url), desc=desc)
-    report = functools.reduce(IngestReport.merge, reports, IngestReport())
+    report = IngestReport()
+    for (_, _, rows, unit), (flags, unit_report) in map_units(
+            _run, work, weight=lambda item: len(item[3]), desc=desc,
+            parallel=parallel and not is_process_local(out_url)):
+        writer.add_columns(CutoutBatch(start=unit.start, object_id=rows.object_id, ra=rows.ra,
+                                       dec=rows.dec, flags=flags, photometry=rows.photometry,
+                                       labels=rows.labels))
+        report.merge(unit_report)
     if report.flags.get("NO_DATA", 0) == report.n_objects:
         reasons = ", ".join(f"{k} ({v})" for k, v in report.problems.items())
         msg = (f"store {redact(out_url)}: no object could be read ({reasons}); the store was "

@@ -69,8 +69,8 @@ def _cut_rows(images: dict[str, tuple[str, int | str]], size: int,
             if not np.isfinite(pixels[cut.slices_cutout]).all():
                 flags[i] |= Flag.NAN_PIXELS
             out[i, b] = pixels
-    for i in np.flatnonzero(flags & Flag.OFF_EDGE):
-        report.note("partly off the image edge", str(rows.object_id[i]))
+    for k in np.flatnonzero(flags & Flag.OFF_EDGE):
+        report.note("partly off the image edge", str(rows.object_id[k]))
     return out, flags
 
 
@@ -114,6 +114,9 @@ def ingest_images(
                for band, (url, hdu) in resolved.items()}
     first = next(iter(headers.values()))
     pixel_scale = pixel_scale_arcsec(first)
+    if pixel_scale is None:  # _open checked for a celestial WCS; this is its scale
+        msg = f"image for band {next(iter(headers))}: cannot read a pixel scale from its WCS"
+        raise IngestError(msg)
     zero_points = {}
     for band, header in headers.items():
         zp = zero_point if zero_point is not None else header_zero_point(header)

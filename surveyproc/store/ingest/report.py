@@ -42,7 +42,8 @@ class IngestReport:
         for flag in Flag:
             hits = int(np.count_nonzero(flags & flag))
             if hits:
-                self.flags[flag.name] = self.flags.get(flag.name, 0) + hits
+                name = str(flag.name)
+                self.flags[name] = self.flags.get(name, 0) + hits
 
     def merge(self, other: IngestReport) -> IngestReport:
         """Fold ``other`` into this report (returns self)."""

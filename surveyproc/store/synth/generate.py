@@ -180,18 +180,19 @@ def generate(config: SynthConfig, start: int, stop: int, *, images: bool = True)
         msg = f"object range [{start}, {stop}) is outside the survey's [0, {config.n})"
         raise InvalidParameterError(msg)
     block = _blocks(config, start, stop)
-    cols = block.columns
-    pixels = None
+    batch = _columns(block, start, stop)
     if images:
-        pixels = render_cutouts(block.galaxies, block.fluxes, bands=config.bands,
-                                size=config.size, pixel_scale=config.arcsec_per_pixel,
-                                first_index=start, seed=config.seed)
+        batch.images = _draw(config, block, start)
+    return batch
+
+
+def _columns(block: _Block, start: int, stop: int) -> CutoutBatch:
+    cols = block.columns
     return CutoutBatch(
         start=start,
         object_id=np.arange(start, stop, dtype=np.int64),
         ra=cols["ra"],
         dec=cols["dec"],
-        images=pixels,
         photometry={k.split("/", 1)[1]: v.astype(np.float32) for k, v in cols.items()
                     if k.startswith("photometry/")},
         labels={k.split("/", 1)[1]: v.astype(np.float32) for k, v in cols.items()
@@ -199,9 +200,17 @@ def generate(config: SynthConfig, start: int, stop: int, *, images: bool = True)
     )
 
 
-def _write_unit(config: SynthConfig, writer: StoreWriter, unit: Shard) -> int:
-    writer.write(generate(config, unit.start, unit.stop))
-    return len(unit)
+def _draw(config: SynthConfig, block: _Block, start: int) -> np.ndarray:
+    return render_cutouts(block.galaxies, block.fluxes, bands=config.bands, size=config.size,
+                          pixel_scale=config.arcsec_per_pixel, first_index=start,
+                          seed=config.seed)
+
+
+def _write_unit(config: SynthConfig, writer: StoreWriter, unit: Shard) -> CutoutBatch:
+    """Generate one unit, write its pixels, hand back its (small) columns."""
+    block = _blocks(config, unit.start, unit.stop)
+    writer.write_images(unit.start, _draw(config, block, unit.start))
+    return _columns(block, unit.start, unit.stop)
 
 
 def synthesize(
@@ -232,7 +241,9 @@ def synthesize(
                  overwrite=overwrite)
     writer = StoreWriter(url, storage_options)
     units = plan_shards(config.n, spec.write_unit)
-    map_units(functools.partial(_write_unit, config, writer), units, weight=len,
-              parallel=parallel and not is_process_local(url), desc="synth")
+    work = functools.partial(_write_unit, config, writer)
+    for _, columns in map_units(work, units, weight=len, desc="synth",
+                                parallel=parallel and not is_process_local(url)):
+        writer.add_columns(columns)
     writer.finalize()
     return open_store(url, storage_options)

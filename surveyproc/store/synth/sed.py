@@ -49,7 +49,7 @@ def check_bands(bands: tuple[str, ...]) -> None:
         raise InvalidParameterError(msg)
 
 
-def _old(lam: np.ndarray) -> np.ndarray:
+def _old(lam: np.ndarray | float) -> np.ndarray:
     """Old stellar population, f_nu shape: red slope and a 4000 A break of strength 2."""
     brk = 1.0 - 0.5 / (1.0 + np.exp((lam - 4000.0) / 60.0))
     return (lam / 6200.0) ** 1.8 * brk
@@ -67,7 +67,7 @@ def _evolved(lam: np.ndarray, post_starburst: np.ndarray) -> np.ndarray:
     return _old(lam * stretch)
 
 
-def _young(lam: np.ndarray) -> np.ndarray:
+def _young(lam: np.ndarray | float) -> np.ndarray:
     """Young population, f_nu shape: nearly flat (blue) with a weak Balmer break."""
     brk = 1.0 - 0.2 / (1.0 + np.exp((lam - 3650.0) / 60.0))
     return (lam / 6200.0) ** 0.3 * brk
