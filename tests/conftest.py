@@ -19,7 +19,9 @@ os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ.pop("AWS_PROFILE", None)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Real survey files: ../shared/data beside the repository, or $SURVEYPROC_REALDATA.
+SHARED_DATA = Path(os.environ.get("SURVEYPROC_REALDATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
@@ -60,5 +62,6 @@ def s3_bucket(s3_endpoint):
 def shared_data() -> Path:
     """The real survey files in ../shared/data, or a skip saying why."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (it ships beside the repository)")
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it ships beside the repository; "
+                    "or set SURVEYPROC_REALDATA)")
     return SHARED_DATA

@@ -56,6 +56,10 @@ def ingest_units(
     desc: str,
 ) -> IngestReport:
     """Create the store, ingest every unit, finalize, and return the merged report."""
+    if catalog.photometry and set(catalog.photometry) != set(spec.bands):
+        msg = (f"photometry columns are given for bands {sorted(catalog.photometry)} but the "
+               f"store's bands are {list(spec.bands)}; give one column per band")
+        raise IngestError(msg)
     create_store(out_url, spec, storage_options=storage_options, provenance=provenance,
                  overwrite=overwrite)
     writer = StoreWriter(out_url, storage_options)

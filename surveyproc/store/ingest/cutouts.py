@@ -148,10 +148,6 @@ def ingest_cutouts(
         flux_unit=flux_unit or header.get("BUNIT", "unknown"),
         zero_points={b: zero_point for b in bands},
     )
-    if catalog.photometry and set(catalog.photometry) != set(bands):
-        msg = (f"photometry columns are given for {sorted(catalog.photometry)} but the "
-               f"store's bands are {list(bands)}; give one per band")
-        raise IngestError(msg)
     provenance = {"generator": "surveyproc.store.ingest.cutouts", "catalog": redact(catalog_url),
                   "cutout_dir": redact(cutout_dir), "pattern": pattern,
                   "skipped_catalog_columns": catalog.skipped_columns}

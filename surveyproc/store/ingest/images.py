@@ -125,10 +125,6 @@ def ingest_images(
                    "header; give --zero-point")
             raise IngestError(msg)
         zero_points[band] = zp
-    if catalog.photometry and set(catalog.photometry) != set(resolved):
-        msg = (f"photometry columns are given for {sorted(catalog.photometry)} but the images "
-               f"are for bands {list(resolved)}; give one per band")
-        raise IngestError(msg)
     spec = StoreSpec(
         n_objects=len(catalog), bands=tuple(resolved), height=size, width=size,
         labels=tuple(catalog.labels), photometry=bool(catalog.photometry), dtype=dtype,

@@ -122,3 +122,16 @@ def test_unreadable_file_is_flagged_not_fatal(tmp_path):
                             columns=CatalogColumns(labels=("redshift",)))
     assert report.flags == {"NO_DATA": 1}
     assert list(report.problems) == ["unreadable FITS (OSError)"]
+
+
+def test_photometry_must_cover_every_band(tmp_path):
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    _write(folder, "cube", 1)
+    path = tmp_path / "cat.csv"
+    Table({"object_id": [1], "ra": [150.0], "dec": [2.0], "flux_g": [3.0]}).write(
+        path, format="ascii.csv")
+    with pytest.raises(IngestError, match=r"photometry columns are given for bands \['g'\] but "
+                                          r"the store's bands are \['g', 'r', 'z'\]"):
+        ingest_cutouts(str(tmp_path / "s.zarr"), str(path), str(folder), bands=BANDS,
+                       columns=CatalogColumns(photometry={"g": "flux_g"}), parallel=False)
