@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointMismatchError",
+    "CheckpointNotFoundError",
     "IngestError",
     "InvalidParameterError",
     "JobSpecError",
@@ -57,7 +58,11 @@ class JobSpecError(SurveyprocError, ValueError):
 
 
 class CheckpointMismatchError(SurveyprocError, ValueError):
-    """A checkpoint does not fit the store or model it is used with."""
+    """A checkpoint does not fit the store or model it is used with, or is not a checkpoint."""
+
+
+class CheckpointNotFoundError(SurveyprocError, FileNotFoundError):
+    """No checkpoint at the given URL."""
 
 
 def describe_error(error: BaseException, limit: int = 200) -> str:

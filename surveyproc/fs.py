@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from typing import Any
 
 import fsspec
@@ -26,9 +27,11 @@ __all__ = [
     "is_local",
     "is_process_local",
     "join",
+    "read_bytes",
     "redact",
     "resolve",
     "scrub",
+    "write_bytes_atomic",
     "zarr_store",
 ]
 
@@ -138,3 +141,35 @@ def zarr_store(url: str, storage_options: dict[str, Any] | None = None, *, read_
         return LocalStore(url, read_only=read_only)
     return FsspecStore.from_url(url, storage_options=_options(url, storage_options),
                                 read_only=read_only)
+
+
+def write_bytes_atomic(url: str, data: bytes,
+                       storage_options: dict[str, Any] | None = None) -> None:
+    """Write ``data`` to ``url`` so that readers see the old file or the whole new one.
+
+    Local files are written beside the target and renamed over it; object
+    stores (S3, GCS) make a single PUT visible atomically.
+    """
+    fs, path = resolve(url, storage_options)
+    parent = path.rsplit("/", 1)[0]
+    if parent and parent != path:
+        fs.makedirs(parent, exist_ok=True)
+    if is_local(url):
+        temporary = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    else:
+        fs.pipe_file(path, data)
+
+
+def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    """The whole content of ``url``; FileNotFoundError if it does not exist."""
+    fs, path = resolve(url, storage_options)
+    return bytes(fs.cat_file(path))

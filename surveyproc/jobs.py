@@ -29,6 +29,13 @@ __all__ = ["JobSpec", "load_job", "parse_assignment"]
 ENV_PREFIX = "SURVEYPROC__"
 
 
+def _path_component(name: str, what: str) -> None:
+    """Names become file and metric names: no spaces, no slashes."""
+    if not name or any(c in name for c in "/\\ "):
+        msg = f"{what} {name!r} must be non-empty, without spaces or slashes"
+        raise ValueError(msg)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -94,6 +101,81 @@ class ResourcesSection(_Section):
     batch_size: int = Field(256, ge=1)
 
 
+class GridSection(_Section):
+    """Bins of a density model's target."""
+
+    low: float = Field(description="Lower edge of the grid.")
+    high: float = Field(description="Upper edge of the grid.")
+    n_bins: int = Field(ge=2, description="Number of equal bins.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GridSection:
+        if not self.high > self.low:
+            msg = f"grid high ({self.high}) must be above low ({self.low})"
+            raise ValueError(msg)
+        return self
+
+
+class ModelSection(_Section):
+    """One model to train (and later to run): a registry kind, its targets and settings."""
+
+    name: str = Field(description="Model name: its checkpoint is checkpoints/<name>.pt.")
+    kind: str = Field(description="Registry kind: sfnet, dense_cnn, binned_density.")
+    targets: list[str] = Field(min_length=1, description="Labels, or log_<label> (log10, "
+                               "S/N >= 3).")
+    k: int | None = Field(None, ge=1, description="Active features per galaxy (sfnet).")
+    width: int = Field(64, ge=4, description="Channels of the first ResNet stage.")
+    grid: GridSection | None = Field(None, description="Target bins (binned_density).")
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> ModelSection:
+        from .models.registry import registered
+
+        if self.kind not in registered():
+            msg = f"unknown kind {self.kind!r}; known kinds: {', '.join(registered())}"
+            raise ValueError(msg)
+        _path_component(self.name, "model name")
+        if (self.kind == "sfnet") != (self.k is not None):
+            msg = "k is required for kind sfnet and only for it"
+            raise ValueError(msg)
+        if self.kind == "binned_density" and (self.grid is None or len(self.targets) != 1):
+            msg = "kind binned_density needs a grid and exactly one target"
+            raise ValueError(msg)
+        if self.kind != "binned_density" and self.grid is not None:
+            msg = f"grid is only for kind binned_density, not {self.kind}"
+            raise ValueError(msg)
+        return self
+
+    def build_config(self, in_bands: int) -> dict[str, Any]:
+        """Keyword arguments of :func:`surveyproc.models.get_model` for this section."""
+        config: dict[str, Any] = {"in_bands": in_bands, "n_targets": len(self.targets),
+                                  "width": self.width}
+        if self.k is not None:
+            config["k"] = self.k
+        if self.grid is not None:
+            config.update(low=self.grid.low, high=self.grid.high, n_bins=self.grid.n_bins)
+        return config
+
+
+class TrainSection(_Section):
+    """Single-process (and, later, distributed) training settings."""
+
+    epochs: int = Field(10, ge=1, description="Maximum epochs.")
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0)
+    flat_fraction: float = Field(0.7, ge=0, le=1, description="Share of steps at full "
+                                 "learning rate before the cosine decay.")
+    patience: int = Field(3, ge=1, description="Epochs without validation improvement "
+                          "before stopping.")
+    seed: int = 0
+    augment: bool = Field(True, description="Random flips and 90-degree rotations.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of objects (by id "
+                                "hash) held out for validation.")
+    test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share held out for test.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's).")
+
+
 class JobSpec(_Section):
     """A whole surveyproc run."""
 
@@ -103,11 +185,16 @@ class JobSpec(_Section):
     ray: RaySection = Field(default_factory=RaySection)
     dask: DaskSection = Field(default_factory=DaskSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    models: list[ModelSection] = Field(default_factory=list, description="Models to train "
+                                       "and run, in order.")
+    train: TrainSection = Field(default_factory=TrainSection)
 
     @model_validator(mode="after")
     def _name_is_a_path_component(self) -> JobSpec:
-        if not self.name or any(c in self.name for c in "/\\ "):
-            msg = f"name {self.name!r} must be non-empty, without spaces or slashes"
+        _path_component(self.name, "name")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            msg = f"model names must be unique, got {names}"
             raise ValueError(msg)
         return self
 
@@ -154,6 +241,8 @@ def _suggest(loc: Sequence[Any]) -> str:
     """' (did you mean ...?)' for a misspelt key, from the model's field names at that level."""
     model: Any = JobSpec
     for part in loc[:-1]:
+        if isinstance(part, int):  # an index into a list of sections
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return ""

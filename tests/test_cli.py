@@ -74,12 +74,20 @@ def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session,
     monkeypatch.chdir(tmp_path)
     job = ROOT / "jobs" / "quickstart.yaml"
     small = ["--set", "store.synth.n=96", "--set", "store.synth.size=16",
-             "--set", "store.synth.chunk=32"]
+             "--set", "store.synth.chunk=32", "--set", "train.epochs=1",
+             "--set", "train.batch_size=8"]
     assert main(["run", str(job), *small]) == 0
     out = capsys.readouterr().out
     assert f"store:   {tmp_path / 'work/quickstart/survey.zarr'}" in out
+    assert "checkpoint sfnet_metallicity: " in out and "checkpoint photoz: " in out
     summary = json.loads((tmp_path / "work/quickstart/run_summary.json").read_text())
     assert summary["store"]["n_objects"] == 96
-    before = (tmp_path / "work/quickstart/survey.zarr/zarr.json").stat().st_mtime_ns
-    assert main(["run", str(job), *small]) == 0
-    assert (tmp_path / "work/quickstart/survey.zarr/zarr.json").stat().st_mtime_ns == before
+    assert summary["stages"] == ["store", "train"]
+    assert [m["name"] for m in summary["models"]] == ["sfnet_metallicity", "photoz"]
+    store_stamp = (tmp_path / "work/quickstart/survey.zarr/zarr.json").stat().st_mtime_ns
+    checkpoint = tmp_path / "work/quickstart/checkpoints/photoz.pt"
+    checkpoint_stamp = checkpoint.stat().st_mtime_ns
+    assert main(["run", str(job), *small]) == 0  # everything up to date: nothing redone
+    assert (tmp_path / "work/quickstart/survey.zarr/zarr.json").stat().st_mtime_ns == \
+        store_stamp
+    assert checkpoint.stat().st_mtime_ns == checkpoint_stamp

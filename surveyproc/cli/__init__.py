@@ -16,7 +16,14 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SurveyprocError
-from ._common import add_layout_options, add_storage_option, bands, layout_kwargs, storage_options
+from ._common import (
+    add_job_arguments,
+    add_layout_options,
+    add_storage_option,
+    bands,
+    layout_kwargs,
+    storage_options,
+)
 from .ingest import add_ingest_commands
 
 __all__ = ["main"]
@@ -63,8 +70,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     result = run_job(job)
     print(f"store:   {result.store}")
+    for name, where in result.artifacts.items():
+        print(f"{name}: {where}")
     print(f"results: {result.output}")
     print(f"summary: {result.summary}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..jobs import load_job
+    from ..run import format_metrics, prepare_store
+    from ..train import train_job
+
+    job = load_job(args.job, args.set)
+    store = prepare_store(job)
+    for trained in train_job(job, store, force=args.force):
+        state = "up to date" if trained.reused else "trained"
+        print(f"{trained.name}: {state}, model {trained.model_id}, {trained.url}")
+        print(f"    validation: {format_metrics(trained.metrics, 'val')}")
+        if trained.metrics.get("test"):
+            print(f"    test:       {format_metrics(trained.metrics, 'test')}")
     return 0
 
 
@@ -107,12 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ingest_commands(commands)
 
+    train = commands.add_parser("train", help="train the job's models on its store",
+                                description="Train every model a job file names, single "
+                                            "process, and save checkpoints under "
+                                            "<output.dir>/checkpoints/.")
+    add_job_arguments(train, "train.epochs=3")
+    train.add_argument("--force", action="store_true",
+                       help="retrain even when an up-to-date checkpoint exists")
+    train.set_defaults(func=_cmd_train)
+
     run = commands.add_parser("run", help="run every stage of a job file",
                               description="Run a job file end to end on the embedded default "
                                           "(local Ray, local Dask) or the cluster it names.")
-    run.add_argument("job", help="job file (YAML), e.g. jobs/quickstart.yaml")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a job-file value, e.g. --set store.synth.n=5000")
+    add_job_arguments(run, "store.synth.n=5000")
     run.add_argument("--dry-run", action="store_true",
                      help="validate and print the job with every default filled in")
     run.set_defaults(func=_cmd_run)

@@ -8,7 +8,14 @@ from typing import Any
 
 from ..jobs import parse_assignment
 
-__all__ = ["add_layout_options", "add_storage_option", "bands", "storage_options"]
+__all__ = [
+    "add_job_arguments",
+    "add_layout_options",
+    "add_storage_option",
+    "bands",
+    "layout_kwargs",
+    "storage_options",
+]
 
 
 def storage_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -40,6 +47,13 @@ def add_storage_option(parser: argparse.ArgumentParser, flag: str = "--storage-o
                         help=f"fsspec option for {what} (repeatable), e.g. "
                              "endpoint_url=http://127.0.0.1:9000; credentials come from the "
                              "environment (AWS_ACCESS_KEY_ID, ...), never from here")
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """The job file and its ``--set`` overrides, shared by the job-driven commands."""
+    parser.add_argument("job", help="job file (YAML), e.g. jobs/quickstart.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a job-file value, e.g. --set {example}")
 
 
 def add_layout_options(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from ..open import SurveyStore, open_store
 from ..shards import Shard, plan_shards
 from .physics import BLOCK, Galaxies, draw_block
 from .render import GAIN, component_radii_pixels, render_cutouts, sky_sigma
+from .scene import Neighbours, draw_neighbours
 from .sed import BandFluxes, band_fluxes, check_bands, emission_lines
 
 __all__ = ["LABEL_UNITS", "SynthConfig", "generate", "synthesize"]
@@ -98,6 +99,7 @@ class SynthConfig:
 class _Block:
     galaxies: Galaxies
     fluxes: BandFluxes
+    neighbours: Neighbours
     columns: dict[str, np.ndarray]
 
 
@@ -117,7 +119,7 @@ def _block_scalars(config: SynthConfig, block: int) -> _Block:
     photometry = total + phot_sigma * rng.standard_normal(total.shape)
     signal_to_noise = {k: lines.measured[k] / lines.error[k] for k in lines.measured}
     measurable = (~g.agn) & (signal_to_noise["halpha"] > 5) & (signal_to_noise["nii"] > 3)
-    z_sigma = np.sqrt(0.03**2 + (0.3 / np.maximum(signal_to_noise["nii"], 1.0)) ** 2)
+    z_sigma = np.sqrt(0.02**2 + (0.2 / np.maximum(signal_to_noise["nii"], 1.0)) ** 2)
     metallicity = np.where(measurable,
                            g.metallicity_fibre + z_sigma * rng.standard_normal(len(g)), np.nan)
     pos = np.random.default_rng(np.random.SeedSequence([config.seed, 3, block]))
@@ -143,7 +145,8 @@ def _block_scalars(config: SynthConfig, block: int) -> _Block:
         columns[f"labels/flux_{line}_err"] = lines.error[line]
     for j, band in enumerate(config.bands):
         columns[f"photometry/{band}"] = photometry[:, j]
-    return _Block(g, fluxes, columns)
+    neighbours = draw_neighbours(config.seed, block, config.size * config.arcsec_per_pixel / 2)
+    return _Block(g, fluxes, neighbours, columns)
 
 
 def _blocks(config: SynthConfig, start: int, stop: int) -> _Block:
@@ -157,6 +160,7 @@ def _blocks(config: SynthConfig, start: int, stop: int) -> _Block:
 
     return _Block(
         galaxies=Galaxies.concat([b.galaxies for b in blocks]).slice(rows),
+        neighbours=Neighbours.concat([b.neighbours for b in blocks]).slice(rows),
         fluxes=BandFluxes(*(cut([getattr(b.fluxes, f) for b in blocks])
                             for f in ("bulge", "disk", "nucleus"))),
         columns={k: cut([b.columns[k] for b in blocks]) for k in blocks[0].columns},
@@ -201,7 +205,8 @@ def _columns(block: _Block, start: int, stop: int) -> CutoutBatch:
 
 
 def _draw(config: SynthConfig, block: _Block, start: int) -> np.ndarray:
-    return render_cutouts(block.galaxies, block.fluxes, bands=config.bands, size=config.size,
+    return render_cutouts(block.galaxies, block.fluxes, block.neighbours, bands=config.bands,
+                          size=config.size,
                           pixel_scale=config.arcsec_per_pixel, first_index=start,
                           seed=config.seed)
 

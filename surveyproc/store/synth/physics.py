@@ -56,8 +56,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+class ArrayRecord:
+    """A dataclass of equal-length arrays that can be cut and joined row-wise."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))  # type: ignore[arg-type]
+
+    def slice(self, rows: slice):
+        return type(self)(**{f.name: getattr(self, f.name)[rows]
+                             for f in fields(self)})  # type: ignore[arg-type]
+
+    @classmethod
+    def concat(cls, parts: list):
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                      for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass
-class Galaxies:
+class Galaxies(ArrayRecord):
     """Latent parameters of a run of galaxies (one value per galaxy per field)."""
 
     redshift: np.ndarray
@@ -81,17 +97,6 @@ class Galaxies:
     seeing_arcsec: np.ndarray  # PSF FWHM
     depth: np.ndarray  # noise multiplier from observing conditions (heteroscedastic)
     line_depth: np.ndarray  # noise multiplier of the spectrum
-
-    def __len__(self) -> int:
-        return len(self.redshift)
-
-    def slice(self, rows: slice) -> Galaxies:
-        return Galaxies(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
-
-    @classmethod
-    def concat(cls, parts: list[Galaxies]) -> Galaxies:
-        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                      for f in fields(cls)})
 
 
 def draw_block(seed: int, block: int, z_max: float) -> Galaxies:
@@ -118,8 +123,8 @@ def draw_block(seed: int, block: int, z_max: float) -> Galaxies:
     disk_q = np.sqrt(cos_inc**2 * (1.0 - 0.2**2) + 0.2**2)  # intrinsic thickness 0.2
     bulge_q = rng.uniform(0.65, 1.0, n)
     position_angle = rng.uniform(0.0, np.pi, n)
-    disk_radius = 10.0 ** (0.22 * (log_mstar - 10.0) + 0.55 - 0.1 * quiescent
-                           + rng.normal(0.0, 0.12, n))
+    size_offset = rng.normal(0.0, 0.12, n)  # dex, at fixed mass
+    disk_radius = 10.0 ** (0.22 * (log_mstar - 10.0) + 0.55 - 0.1 * quiescent + size_offset)
     bulge_radius = disk_radius * rng.uniform(0.2, 0.45, n)
     face_on_av = np.where(
         quiescent,
@@ -129,9 +134,12 @@ def draw_block(seed: int, block: int, z_max: float) -> Galaxies:
     )
     # Edge-on disks are seen through more dust.
     dust_av = face_on_av * (1.0 + 1.2 * (1.0 - disk_q))
-    # Mass-metallicity relation (Curti et al. 2020 form) with the fundamental-plane SFR term.
+    # Mass-metallicity relation (Curti et al. 2020 form), lower at higher SFR for the mass
+    # (fundamental metallicity relation, Mannucci et al. 2010) and for larger galaxies of
+    # the mass (Ellison et al. 2008).
     mzr = 8.793 - (0.28 / 2.1) * np.log10(1.0 + (10.0 ** (log_mstar - 10.02)) ** -2.1)
-    metallicity = mzr - 0.08 * (log_sfr - main_sequence) + rng.normal(0.0, 0.04, n)
+    metallicity = (mzr - 0.15 * (log_sfr - main_sequence) - 0.3 * size_offset
+                   + rng.normal(0.0, 0.02, n))
     # Fibre-aperture bias: an edge-on disk's fibre looks through its metal-poor outskirts.
     metallicity_fibre = metallicity - 0.15 * (1.0 - disk_q) * (1.0 - bulge_fraction)
     young_fraction = _sigmoid((ssfr + 10.3) / 0.35)

@@ -3,7 +3,8 @@
 A bulge is a de Vaucouleurs (Sersic n=4) profile, a disk an exponential
 (n=1) profile inclined to axis ratio q; each is drawn once at unit flux,
 convolved with the object's Moffat PSF, and the band images are linear
-combinations with the component's flux in that band.  This is exact for
+combinations with the component's flux in that band.  Neighbouring galaxies
+and stars (:mod:`.scene`) are added the same way.  This is exact for
 profiles whose shape does not change with wavelength, and costs two
 GalSim draws per galaxy instead of two per band.  Noise is Gaussian sky noise
 plus source shot noise, both scaled by the object's observing depth, so the
@@ -16,6 +17,7 @@ import galsim
 import numpy as np
 
 from .physics import Galaxies, kpc_per_arcsec
+from .scene import Neighbours, neighbour_band_fluxes
 from .sed import BandFluxes
 
 __all__ = ["SKY_SIGMA", "component_radii_pixels", "render_cutouts"]
@@ -37,6 +39,21 @@ def component_radii_pixels(g: Galaxies, pixel_scale: float, size: int) -> tuple[
     return disk, bulge
 
 
+def _neighbour(neighbours: Neighbours, k: int, j: int, psf: galsim.GSObject,
+               pixel_scale: float, canvas: galsim.ImageF) -> np.ndarray:
+    """Unit-flux image of neighbour ``j`` of cutout ``k`` (a star, or an exponential disk)."""
+    offset = (neighbours.dx_arcsec[k, j] / pixel_scale, neighbours.dy_arcsec[k, j] / pixel_scale)
+    if neighbours.is_star[k, j]:
+        profile: galsim.GSObject = psf
+    else:
+        disk = galsim.Exponential(half_light_radius=neighbours.radius_arcsec[k, j] / pixel_scale,
+                                  gsparams=_GSPARAMS)
+        disk = disk.shear(q=neighbours.axis_ratio[k, j],
+                          beta=float(neighbours.position_angle[k, j]) * galsim.radians)
+        profile = galsim.Convolve(disk, psf)
+    return profile.drawImage(image=canvas, offset=offset).array.copy()
+
+
 def sky_sigma(bands: tuple[str, ...], pixel_scale: float) -> np.ndarray:
     """Per-band sky noise per pixel for this pixel scale (noise grows with pixel side)."""
     return np.array([SKY_SIGMA[b] for b in bands]) * (pixel_scale / _REFERENCE_PIXEL)
@@ -45,6 +62,7 @@ def sky_sigma(bands: tuple[str, ...], pixel_scale: float) -> np.ndarray:
 def render_cutouts(
     g: Galaxies,
     fluxes: BandFluxes,
+    neighbours: Neighbours,
     *,
     bands: tuple[str, ...],
     size: int,
@@ -63,6 +81,7 @@ def render_cutouts(
     fwhm = g.seeing_arcsec / pixel_scale
     sigma_sky = sky_sigma(bands, pixel_scale)
     canvas = galsim.ImageF(size, size, scale=1.0)
+    neighbour_flux = neighbour_band_fluxes(neighbours, bands)
     for k in range(n):
         psf = galsim.Moffat(beta=_MOFFAT_BETA, fwhm=fwhm[k], gsparams=_GSPARAMS)
         angle = float(g.position_angle[k]) * galsim.radians
@@ -77,6 +96,9 @@ def render_cutouts(
         if fluxes.nucleus[k].any():
             point = psf.drawImage(image=canvas).array
             model += fluxes.nucleus[k][:, None, None] * point
+        for j in range(int(neighbours.count[k])):
+            model += neighbour_flux[k, j][:, None, None] * _neighbour(neighbours, k, j, psf,
+                                                                      pixel_scale, canvas)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1, first_index + k]))
         variance = g.depth[k] ** 2 * (sigma_sky[:, None, None] ** 2 + np.maximum(model, 0.0) / GAIN)
         out[k] = model + np.sqrt(variance) * rng.standard_normal(model.shape)

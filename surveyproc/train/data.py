@@ -1,0 +1,134 @@
+"""Minibatches for training, streamed from a store shard by shard.
+
+No worker loads the whole store: each epoch visits the given shards in a
+seeded random order, reads them with read-ahead, keeps the rows of the wanted
+split that have at least one known target, and shuffles within a buffer of a
+few thousand objects before cutting minibatches.  Distributed training hands
+each worker its own disjoint list of shards and reuses this class unchanged.
+
+The train/validation/test split is a hash of the object id, so it does not
+depend on chunking, sharding, worker count or seed, and a galaxy never moves
+between splits from one run to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import torch
+
+from ..models.preprocess import Normalization
+from ..models.targets import TargetSpec, target_values
+from ..store import Shard, SurveyStore
+
+__all__ = ["SPLITS", "StoreBatches", "split_of", "target_statistics"]
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+_SALT = np.uint64(0x5EED_5A1F_0B1E_C7ED)
+
+
+def split_of(object_id: np.ndarray, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """Split code per object (0 train, 1 val, 2 test) from a SplitMix64 hash of its id.
+
+    Examples
+    --------
+    >>> codes = split_of(np.arange(100_000), 0.1, 0.1)
+    >>> [round(float((codes == c).mean()), 2) for c in (0, 1, 2)]
+    [0.8, 0.1, 0.1]
+    """
+    with np.errstate(over="ignore"):
+        z = object_id.astype(np.uint64) ^ _SALT
+        z = (z + np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.where(u < val_fraction, 1, np.where(u < val_fraction + test_fraction, 2, 0)) \
+        .astype(np.int8)
+
+
+def target_statistics(store: SurveyStore, specs: Sequence[TargetSpec], val_fraction: float,
+                      test_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean and std of each target over the training split, and its number of usable rows.
+
+    Reads only the id and label columns (a few bytes per object).
+    """
+    labels = sorted({s.label for s in specs} | {s.error_label for s in specs if s.error_label})
+    batch = store.read(0, store.n_objects, images=False, labels=labels, photometry=False)
+    values = target_values(batch, specs)
+    train = split_of(batch.object_id, val_fraction, test_fraction) == SPLITS["train"]
+    values = values[train]
+    usable = int(np.isfinite(values).any(axis=1).sum())
+    mean = np.nanmean(values, axis=0)
+    std = np.nanstd(values, axis=0)
+    return mean, np.where(std > 0, std, 1.0), usable
+
+
+@dataclass
+class StoreBatches:
+    """Minibatches ``(x, y, object_id)`` of one split of a store.
+
+    ``x`` is the normalised (batch, bands, h, w) float32 input; ``y`` the raw
+    (batch, targets) target values with NaN where unknown.
+    """
+
+    store: SurveyStore
+    shards: Sequence[Shard]
+    split: str
+    targets: Sequence[TargetSpec]
+    normalization: Normalization
+    val_fraction: float
+    test_fraction: float
+    batch_size: int = 128
+    shuffle: bool = True
+    seed: int = 0
+    buffer_objects: int = 4096
+
+    def __post_init__(self) -> None:
+        self._labels = sorted({s.label for s in self.targets}
+                              | {s.error_label for s in self.targets if s.error_label})
+
+    def raw_rows(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Un-normalised ``(pixels, targets, ids)`` of the split, shard by shard."""
+        order = list(self.shards)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = [order[i] for i in rng.permutation(len(order))]
+        code = SPLITS[self.split]
+        for batch in self.store.iter_batches(order, prefetch=2, labels=self._labels,
+                                             photometry=False):
+            keep = split_of(batch.object_id, self.val_fraction, self.test_fraction) == code
+            y = target_values(batch, self.targets)
+            keep &= np.isfinite(y).any(axis=1)
+            if keep.any():
+                images = cast(np.ndarray, batch.images)  # read with images (the default)
+                yield images[keep], y[keep], batch.object_id[keep]
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+        """One pass over the split, shuffled per ``(seed, epoch)`` when ``shuffle``."""
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        held = 0
+        for part in self.raw_rows(epoch):
+            parts.append(part)
+            held += len(part[0])
+            if held >= self.buffer_objects:
+                yield from self._cut(parts, rng, final=False)
+                held = sum(len(p[0]) for p in parts)
+        yield from self._cut(parts, rng, final=True)
+
+    def _cut(self, parts: list, rng: np.random.Generator, final: bool):
+        images = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        ids = np.concatenate([p[2] for p in parts])
+        order = rng.permutation(len(ids)) if self.shuffle else np.arange(len(ids))
+        n_full = len(order) // self.batch_size * self.batch_size
+        end = len(order) if final else n_full
+        for start in range(0, end, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            yield (self.normalization.apply(images[rows]), torch.from_numpy(y[rows]), ids[rows])
+        rest = order[end:]
+        parts[:] = [(images[rest], y[rest], ids[rest])] if len(rest) else []

@@ -1,0 +1,90 @@
+"""What training optimises and reports, per kind of model.
+
+A task turns a model's output into a loss on a minibatch and into physical
+predictions for metrics: regression models predict standardised targets
+(masked MSE over the known ones); density models predict a softmax over a
+grid (cross-entropy of the true bin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.checkpoint import TargetInfo
+from ..models.density import BinnedDensity, Grid
+
+__all__ = ["DensityTask", "RegressionTask", "Task"]
+
+
+@dataclass
+class RegressionTask:
+    """Masked mean-squared error on standardised targets; RMSE per target in physical units."""
+
+    targets: Sequence[TargetInfo]
+
+    def __post_init__(self) -> None:
+        self._mean = torch.tensor([t.mean for t in self.targets], dtype=torch.float32)
+        self._std = torch.tensor([t.std for t in self.targets], dtype=torch.float32)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        prediction = model(x).prediction
+        z = (y - self._mean) / self._std
+        known = torch.isfinite(z)
+        return ((prediction - torch.nan_to_num(z)) ** 2 * known).sum() / known.sum().clamp(min=1)
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
+        """(batch, targets) predictions in the targets' units."""
+        return (model(x).prediction * self._std + self._mean).numpy()
+
+    def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for j, target in enumerate(self.targets):
+            known = np.isfinite(y[:, j])
+            out[f"rmse_{target.name}"] = float(np.sqrt(np.mean(
+                (predictions[known, j] - y[known, j]) ** 2))) if known.any() else float("nan")
+        return out
+
+
+@dataclass
+class DensityTask:
+    """Cross-entropy of the true bin; mean-based RMSE, sigma_NMAD and mean log-density."""
+
+    grid: Grid
+    target: TargetInfo
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = model(x).logits
+        known = torch.isfinite(y[:, 0])
+        if not known.any():
+            return logits.sum() * 0.0
+        bins = self.grid.bin_of(y[known, 0])
+        return nn.functional.cross_entropy(logits[known], bins)
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
+        """(batch, bins) PDFs on the grid."""
+        return cast(BinnedDensity, model).pdf(x).numpy()
+
+    def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        known = np.isfinite(y[:, 0])
+        truth = y[known, 0]
+        pdf = predictions[known]
+        centres = self.grid.centres().numpy()
+        mean = (pdf * centres).sum(axis=1) * self.grid.width
+        dz = (mean - truth) / (1 + truth)
+        bins = self.grid.bin_of(torch.from_numpy(truth)).numpy()
+        density = pdf[np.arange(len(bins)), bins]
+        name = self.target.name
+        return {
+            f"rmse_{name}": float(np.sqrt(np.mean((mean - truth) ** 2))),
+            f"sigma_nmad_{name}": float(1.4826 * np.median(np.abs(dz - np.median(dz)))),
+            f"mean_log_density_{name}": float(np.mean(np.log(np.maximum(density, 1e-12)))),
+        }
+
+
+Task = RegressionTask | DensityTask
