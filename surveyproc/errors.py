@@ -11,6 +11,8 @@ also inherit the matching built-in so that callers who catch ``ValueError`` or
 from __future__ import annotations
 
 __all__ = [
+    "CatalogMismatchError",
+    "CatalogNotFoundError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
     "IngestError",
@@ -63,6 +65,14 @@ class CheckpointMismatchError(SurveyprocError, ValueError):
 
 class CheckpointNotFoundError(SurveyprocError, FileNotFoundError):
     """No checkpoint at the given URL."""
+
+
+class CatalogMismatchError(SurveyprocError, ValueError):
+    """A catalog is incomplete, or was made from another store, shard plan or models."""
+
+
+class CatalogNotFoundError(SurveyprocError, FileNotFoundError):
+    """No catalog at the given URL."""
 
 
 def describe_error(error: BaseException, limit: int = 200) -> str:

@@ -147,15 +147,18 @@ def write_bytes_atomic(url: str, data: bytes,
                        storage_options: dict[str, Any] | None = None) -> None:
     """Write ``data`` to ``url`` so that readers see the old file or the whole new one.
 
-    Local files are written beside the target and renamed over it; object
-    stores (S3, GCS) make a single PUT visible atomically.
+    Local files are written beside the target under a dot-prefixed name
+    (which dataset readers such as pyarrow skip, should a crash leave one
+    behind) and renamed over it; object stores (S3, GCS) make a single PUT
+    visible atomically.
     """
     fs, path = resolve(url, storage_options)
     parent = path.rsplit("/", 1)[0]
     if parent and parent != path:
         fs.makedirs(parent, exist_ok=True)
     if is_local(url):
-        temporary = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        directory, _, name = path.rpartition("/")
+        temporary = f"{directory}/.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             with open(temporary, "wb") as f:
                 f.write(data)

@@ -97,8 +97,11 @@ class ResourcesSection(_Section):
     actors: int = Field(1, ge=1, description="Inference actors (model replicas).")
     cpus_per_actor: float = Field(1.0, gt=0, description="Fractional values leave CPU "
                                   "for readers.")
-    gpus_per_actor: float = Field(0.0, ge=0)
-    batch_size: int = Field(256, ge=1)
+    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor (> 0 runs the "
+                                  "models on CUDA with bf16 autocast).")
+    threads_per_actor: int | None = Field(None, ge=1, description="torch CPU threads per "
+                                          "actor (default: cpus_per_actor rounded up).")
+    batch_size: int = Field(256, ge=1, description="Cutouts per model call.")
 
 
 class GridSection(_Section):
@@ -176,6 +179,29 @@ class TrainSection(_Section):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's).")
 
 
+class InferSection(_Section):
+    """Inference over the whole store into the catalog."""
+
+    models: list[str] | None = Field(None, description="Names of the job's models to run "
+                                     "(default: all), read once, inferred together.")
+    catalog: str | None = Field(None, description="Catalog URL (default <output.dir>/catalog).")
+    objects_per_shard: int | None = Field(None, ge=1, description="Objects per shard, rounded "
+                                          "up to whole chunks (default: about 4,096).")
+    prefetch: int = Field(2, ge=0, description="Chunks each actor reads ahead of its models.")
+    overwrite: bool = Field(False, description="Delete an existing catalog that was made "
+                            "from other models or another store, instead of refusing.")
+    stop_after_shards: int | None = Field(None, ge=1, description="Stop after committing "
+                                          "this many shards (a later run resumes).")
+
+
+class MetricsSection(_Section):
+    """Prometheus exposition of the running job."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="Address the /metrics server binds to.")
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port (printed).")
+
+
 class JobSpec(_Section):
     """A whole surveyproc run."""
 
@@ -188,6 +214,8 @@ class JobSpec(_Section):
     models: list[ModelSection] = Field(default_factory=list, description="Models to train "
                                        "and run, in order.")
     train: TrainSection = Field(default_factory=TrainSection)
+    infer: InferSection = Field(default_factory=InferSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
 
     @model_validator(mode="after")
     def _name_is_a_path_component(self) -> JobSpec:
@@ -195,6 +223,10 @@ class JobSpec(_Section):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             msg = f"model names must be unique, got {names}"
+            raise ValueError(msg)
+        unknown = [n for n in self.infer.models or [] if n not in names]
+        if unknown:
+            msg = f"infer.models names {unknown}, which the models section does not define"
             raise ValueError(msg)
         return self
 

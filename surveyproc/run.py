@@ -1,10 +1,10 @@
 """``surveyproc run``: carry a job file through every stage, in order.
 
 Stages so far: prepare the store (synthesise it when the job says so and it
-does not exist yet, otherwise open and validate it), then train the job's
-models (keeping checkpoints that are up to date).  Inference and aggregation
-join here as they land; each stage reads what the previous one wrote, so a
-re-run picks up where the last one stopped.
+does not exist yet, otherwise open and validate it), train the job's models
+(keeping checkpoints that are up to date), then infer the catalog (skipping
+committed shards).  Aggregation joins here when it lands.  Each stage reads
+what the previous one wrote, so a re-run picks up where the last one stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .ops.ray_runtime import ray_runtime
 from .store import SurveyStore, open_store
 from .store.synth import SynthConfig, synthesize
 
-__all__ = ["RunResult", "format_metrics", "prepare_store", "run_job"]
+__all__ = ["RunResult", "format_metrics", "job_ray", "prepare_store", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ class RunResult:
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
+def job_ray(job: JobSpec):
+    """The job's Ray (embedded or joined) for the duration of a ``with`` block."""
+    return ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard)
+
+
 def prepare_store(job: JobSpec) -> SurveyStore:
     """Open the job's store, synthesising it first (on the job's Ray) when missing and
     ``store.synth`` is set."""
-    with ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard):
-        return _prepare_store(job)
-
-
-def _prepare_store(job: JobSpec) -> SurveyStore:
     section = job.store
     try:
         store = open_store(section.url, section.storage_options)
@@ -54,9 +54,10 @@ def _prepare_store(job: JobSpec) -> SurveyStore:
         log.info("store %s does not exist: synthesising %d galaxies", section.url, s.n)
         config = SynthConfig(n=s.n, size=s.size, bands=tuple(s.bands), seed=s.seed,
                              pixel_scale=s.pixel_scale, z_max=s.z_max)
-        return synthesize(section.url, config, storage_options=section.storage_options,
-                          chunk_objects=s.chunk, shard_chunks=s.shard_chunks,
-                          compression=s.compression, dtype=s.dtype)
+        with job_ray(job):
+            return synthesize(section.url, config, storage_options=section.storage_options,
+                              chunk_objects=s.chunk, shard_chunks=s.shard_chunks,
+                              compression=s.compression, dtype=s.dtype)
     if section.synth is not None:
         log.info("store %s exists: using it as is (the job's synth settings are not applied)",
                  store.url)
@@ -71,14 +72,23 @@ def format_metrics(metrics: dict[str, Any], split: str = "val") -> str:
 
 def run_job(job: JobSpec) -> RunResult:
     """Run every stage of ``job`` and write ``run_summary.json`` to the output directory."""
+    with job_ray(job):  # one Ray for every stage
+        return _run_stages(job)
+
+
+def _run_stages(job: JobSpec) -> RunResult:
+    from .infer import run_inference
     from .train import train_job
 
     stages = ["store"]
     store = prepare_store(job)
     trained = []
+    inferred = None
     if job.models:
         trained = train_job(job, store)
         stages.append("train")
+        inferred = run_inference(job, store)
+        stages.append("infer")
     summary_url = join(job.output.dir, "run_summary.json")
     summary: dict[str, Any] = {
         "job": job.name,
@@ -88,10 +98,18 @@ def run_job(job: JobSpec) -> RunResult:
                     "metrics": t.metrics} for t in trained],
         "stages": stages,
     }
+    artifacts = {f"checkpoint {t.name}": f"{t.url} (model {t.model_id}; "
+                 f"{format_metrics(t.metrics)})" for t in trained}
+    if inferred is not None:
+        summary["catalog"] = {"url": inferred.catalog, "complete": inferred.complete,
+                              "run_id": inferred.run_id, "objects_run": inferred.objects_run,
+                              "cutouts_per_s": round(inferred.cutouts_per_s, 1)}
+        state = "complete" if inferred.complete else "partial; run again to continue"
+        artifacts["catalog"] = (f"{inferred.catalog} ({store.n_objects:,} objects, {state}; "
+                                f"{inferred.cutouts_per_s:,.0f} cutouts/s)")
     fs, path = resolve(summary_url, job.output.storage_options)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as f:
         json.dump(summary, f, indent=2)
     return RunResult(store=store.url, output=join(job.output.dir), summary=summary_url,
-                     artifacts={f"checkpoint {t.name}": f"{t.url} (model {t.model_id}; "
-                                f"{format_metrics(t.metrics)})" for t in trained})
+                     artifacts=artifacts)

@@ -82,8 +82,12 @@ def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session,
     assert "checkpoint sfnet_metallicity: " in out and "checkpoint photoz: " in out
     summary = json.loads((tmp_path / "work/quickstart/run_summary.json").read_text())
     assert summary["store"]["n_objects"] == 96
-    assert summary["stages"] == ["store", "train"]
+    assert summary["stages"] == ["store", "train", "infer"]
     assert [m["name"] for m in summary["models"]] == ["sfnet_metallicity", "photoz"]
+    assert summary["catalog"]["complete"] and summary["catalog"]["objects_run"] == 96
+    assert f"catalog: {tmp_path / 'work/quickstart/catalog'} (96 objects, complete" in out
+    part = next((tmp_path / "work/quickstart/catalog").glob("part-*.parquet"))
+    part_stamp = part.stat().st_mtime_ns
     store_stamp = (tmp_path / "work/quickstart/survey.zarr/zarr.json").stat().st_mtime_ns
     checkpoint = tmp_path / "work/quickstart/checkpoints/photoz.pt"
     checkpoint_stamp = checkpoint.stat().st_mtime_ns
@@ -91,3 +95,4 @@ def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session,
     assert (tmp_path / "work/quickstart/survey.zarr/zarr.json").stat().st_mtime_ns == \
         store_stamp
     assert checkpoint.stat().st_mtime_ns == checkpoint_stamp
+    assert part.stat().st_mtime_ns == part_stamp  # committed shards are not redone

@@ -93,6 +93,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from ..infer import run_inference
+    from ..jobs import load_job
+    from ..run import job_ray, prepare_store
+
+    job = load_job(args.job, args.set)
+    with job_ray(job):
+        result = run_inference(job, prepare_store(job))
+    print(format_infer(result))
+    return 0 if result.complete or job.infer.stop_after_shards else 1
+
+
+def format_infer(result) -> str:
+    """Two lines about an inference run, for people."""
+    state = ("complete" if result.complete
+             else f"partial: {result.shards_run + result.shards_skipped} of {result.n_shards} "
+                  "shards committed; run again to continue")
+    return (f"catalog: {result.catalog} ({state})\n"
+            f"    this run: {result.objects_run:,} objects in {result.shards_run} shards, "
+            f"{result.shards_skipped} shards already committed; "
+            f"{result.cutouts_per_s:,.0f} cutouts/s over {result.seconds:.1f} s")
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -140,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true",
                        help="retrain even when an up-to-date checkpoint exists")
     train.set_defaults(func=_cmd_train)
+
+    infer = commands.add_parser("infer", help="run the job's trained models over its store",
+                                description="Infer every object of the store with the job's "
+                                            "trained models on Ray actors and write the "
+                                            "catalog (Parquet, one part per shard). A re-run "
+                                            "skips committed shards.")
+    add_job_arguments(infer, "infer.objects_per_shard=2048")
+    infer.set_defaults(func=_cmd_infer)
 
     run = commands.add_parser("run", help="run every stage of a job file",
                               description="Run a job file end to end on the embedded default "

@@ -48,5 +48,5 @@ class Normalization:
         [0.8814, 0.0]
         """
         x = torch.as_tensor(images, dtype=torch.float32)
-        scale = torch.tensor(self.scale, dtype=torch.float32).view(1, -1, 1, 1)
+        scale = torch.tensor(self.scale, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         return torch.nan_to_num(torch.asinh(x / scale), nan=0.0, posinf=0.0, neginf=0.0)

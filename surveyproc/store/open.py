@@ -113,6 +113,11 @@ class SurveyStore:
         """The store's URL, safe to print."""
         return redact(self._url)
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options the store was opened with (to reopen it elsewhere)."""
+        return dict(self._storage_options or {})
+
     def filesystem(self):
         """``(fsspec filesystem, path)`` of the store, e.g. to measure its stored size."""
         return resolve(self._url, self._storage_options)

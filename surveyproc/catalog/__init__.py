@@ -1,0 +1,21 @@
+"""The catalog: one Parquet row per galaxy with estimates, PDFs and sparse activations."""
+
+from .pdf import summarize_pdfs
+from .reader import catalog_schema, manifest, pdf_ensemble, pdf_grid, read_catalog
+from .schema import STATS, CatalogSchema, ModelColumns
+from .writer import CatalogWriter, CommitRecord, part_name
+
+__all__ = [
+    "STATS",
+    "CatalogSchema",
+    "CatalogWriter",
+    "CommitRecord",
+    "ModelColumns",
+    "catalog_schema",
+    "manifest",
+    "part_name",
+    "pdf_ensemble",
+    "pdf_grid",
+    "read_catalog",
+    "summarize_pdfs",
+]

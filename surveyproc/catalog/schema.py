@@ -1,0 +1,122 @@
+"""The catalog's columns, derived from the models a run applies.
+
+One row per galaxy.  Identity columns come first (``object_id``, ``ra``,
+``dec``, ``flags``, ``run_id``, ``model_id``); then, per target of every
+model, ``<t>_mean``, ``<t>_std``, ``<t>_q16``, ``<t>_q50``, ``<t>_q84``;
+density models add ``<t>_pdf`` (list<float32> on a grid recorded in the
+metadata); a sparse-feature model adds ``act_idx`` (list<int16>) and
+``act_val`` (list<float32>), prefixed with the model name when a run has
+more than one.
+
+The metadata (JSON under the Parquet schema key ``surveyproc``, and in
+``_catalog.json``) says which model made which columns, the PDF grids, and
+how each uncertainty was obtained, so a reader needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import InvalidParameterError
+
+__all__ = ["METADATA_KEY", "STATS", "CatalogSchema", "ModelColumns"]
+
+#: Summary statistics written for every target.
+STATS = ("mean", "std", "q16", "q50", "q84")
+#: Parquet schema-metadata key holding the catalog description (JSON).
+METADATA_KEY = b"surveyproc"
+FORMAT = "surveyproc-catalog"
+VERSION = 1
+
+IDENTITY = pa.schema([
+    ("object_id", pa.int64()),
+    ("ra", pa.float64()),
+    ("dec", pa.float64()),
+    ("flags", pa.int32()),
+    ("run_id", pa.dictionary(pa.int8(), pa.string())),
+    ("model_id", pa.dictionary(pa.int8(), pa.string())),
+])
+
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """What one model contributes to a row.
+
+    ``uncertainty`` says where ``<t>_std`` and the quantiles come from:
+    ``"pdf"`` (the model's own density) or ``"validation_rmse"`` (a point
+    estimate whose spread is the checkpoint's validation RMSE, the same for
+    every galaxy; a Gaussian gives the quantiles).
+    """
+
+    name: str
+    model_id: str
+    kind: str
+    targets: tuple[str, ...]
+    units: tuple[str, ...]
+    uncertainty: str
+    grid: dict[str, float] | None = None  # {"low", "high", "n_bins"} of a density model
+    k: int | None = None  # active features per galaxy of a sparse model
+    sparse_prefix: str = ""
+    spread: tuple[float, ...] | None = None  # per-target validation RMSE (point estimates)
+
+    @property
+    def act_idx(self) -> str:
+        return f"{self.sparse_prefix}act_idx"
+
+    @property
+    def act_val(self) -> str:
+        return f"{self.sparse_prefix}act_val"
+
+
+@dataclass
+class CatalogSchema:
+    """Columns and metadata of a catalog written by one set of models."""
+
+    models: list[ModelColumns]
+    extra: dict[str, Any] = field(default_factory=dict)  # store and plan facts
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for model in self.models:
+            for target in model.targets:
+                if target in seen:
+                    msg = (f"models {seen[target]} and {model.name} both predict {target}; a "
+                           "catalog holds one estimate per target (run them in separate jobs)")
+                    raise InvalidParameterError(msg)
+                seen[target] = model.name
+
+    @property
+    def model_id(self) -> str:
+        """The ``model_id`` column's value: ``name=id`` of every model, comma-separated."""
+        return ",".join(f"{m.name}={m.model_id}" for m in self.models)
+
+    def arrow(self) -> pa.Schema:
+        fields = list(IDENTITY)
+        for model in self.models:
+            for target in model.targets:
+                fields += [pa.field(f"{target}_{s}", pa.float32()) for s in STATS]
+                if model.grid is not None:
+                    fields.append(pa.field(f"{target}_pdf", pa.list_(pa.float32())))
+            if model.k is not None:
+                fields += [pa.field(model.act_idx, pa.list_(pa.int16())),
+                           pa.field(model.act_val, pa.list_(pa.float32()))]
+        return pa.schema(fields, metadata={METADATA_KEY: json.dumps(self.describe()).encode()})
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON description stored with every part and in ``_catalog.json``."""
+        return {"format": FORMAT, "version": VERSION, **self.extra,
+                "models": [asdict(m) for m in self.models]}
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> CatalogSchema:
+        extra = {k: v for k, v in description.items()
+                 if k not in ("format", "version", "models")}
+        models = [ModelColumns(**{**m, "targets": tuple(m["targets"]),
+                                  "units": tuple(m["units"]),
+                                  "spread": tuple(m["spread"]) if m.get("spread") else None})
+                  for m in description["models"]]
+        return cls(models, extra)

@@ -1,0 +1,307 @@
+"""``surveyproc infer``: the store, in chunk-aligned shards, through Ray actors into the catalog.
+
+Design (see docs/design.md, "Inference"): Ray Core actors and a shard queue
+held by the driver.  Each actor holds one replica of every model and a store
+reader; the driver hands each actor up to two shards at a time (so an actor
+never waits for the driver), records each finished shard's report, and hands
+out the next.  An actor reads its shard's chunks itself, with prefetch, so
+pixels never pass through the driver or the object store, and commits the
+shard's catalog part itself.  Memory is bounded by actors x (shard rows +
+prefetched chunks), whatever the store size.
+
+A shard whose actor dies is handed out again to a fresh actor that replaces
+the dead one; a shard that fails three times stops the run with one line
+naming the cause.
+Shards already committed by an earlier run are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..catalog.schema import CatalogSchema
+from ..catalog.writer import CatalogWriter
+from ..errors import (
+    CheckpointNotFoundError,
+    InvalidParameterError,
+    SurveyprocError,
+    describe_error,
+)
+from ..fs import is_process_local, join, read_bytes, redact
+from ..jobs import JobSpec
+from ..models.checkpoint import Checkpoint
+from ..ops.metrics import PipelineMetrics
+from ..ops.progress import progress_bar
+from ..ops.ray_runtime import ray_runtime
+from ..store import SurveyStore
+from ..store.shards import Shard
+from ..train.job import checkpoint_url
+from .estimate import model_columns
+from .shard import ShardProcessor
+
+__all__ = ["InferPlan", "InferResult", "catalog_url", "plan_inference", "run_inference"]
+
+log = logging.getLogger(__name__)
+
+#: Default shard size: enough objects that per-shard overheads (a part file, a commit
+#: record, a driver round trip) vanish, few enough that a lost shard costs seconds.
+DEFAULT_OBJECTS_PER_SHARD = 4096
+MAX_ATTEMPTS = 3
+
+
+def catalog_url(job: JobSpec) -> str:
+    return job.infer.catalog or join(job.output.dir, "catalog")
+
+
+@dataclass
+class InferPlan:
+    """Everything an inference run needs, checked before any actor starts."""
+
+    store: SurveyStore
+    shards: list[Shard]
+    schema: CatalogSchema
+    checkpoints: list[tuple[str, bytes]]
+    catalog: str
+
+
+@dataclass
+class InferResult:
+    """What a run did (URLs are safe to print)."""
+
+    catalog: str
+    run_id: str
+    n_objects: int
+    n_shards: int
+    shards_run: int
+    shards_skipped: int
+    objects_run: int
+    seconds: float
+    complete: bool
+    metrics_url: str | None = None
+    retries: int = 0  # shards handed out again after their actor died or failed
+    peak_actor_rss_mb: float = 0.0
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cutouts_per_s(self) -> float:
+        return self.objects_run / self.seconds if self.seconds > 0 else 0.0
+
+
+def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
+    """Load and check the job's checkpoints against ``store``; plan shards and columns.
+
+    Raises
+    ------
+    InvalidParameterError
+        The job names no models.
+    CheckpointNotFoundError, CheckpointMismatchError
+        A checkpoint is missing or does not fit the store.
+    """
+    names = job.infer.models or [m.name for m in job.models]
+    if not names:
+        msg = f"job {job.name} names no models to run (add a 'models' section)"
+        raise InvalidParameterError(msg)
+    loaded: list[tuple[str, Checkpoint, bytes]] = []
+    for name in names:
+        url = checkpoint_url(job, name)
+        try:
+            data = read_bytes(url, job.output.storage_options)
+        except FileNotFoundError:
+            msg = (f"model {name}: no checkpoint at {redact(url)}; train it first "
+                   "(surveyproc train JOB.yaml)")
+            raise CheckpointNotFoundError(msg) from None
+        checkpoint = Checkpoint.from_bytes(data, f"checkpoint {redact(url)}")
+        checkpoint.check_store(store.bands, (store.layout.height, store.layout.width),
+                               f"store {store.url}")
+        loaded.append((name, checkpoint, data))
+    sparse = [name for name, c, _ in loaded if c.config.get("k")]
+    columns = [model_columns(name, c, f"{name}_" if len(sparse) > 1 else "")
+               for name, c, _ in loaded]
+    # Default: about 4,096 objects, and at least 16 shards so that up to 8 actors all work;
+    # it depends on the store alone, so a re-run with other resources continues the catalog.
+    per_shard = job.infer.objects_per_shard or max(
+        store.layout.write_unit, min(DEFAULT_OBJECTS_PER_SHARD, -(-store.n_objects // 16)))
+    shards = store.plan_shards(objects_per_shard=per_shard)
+    extra = {"store": {"url": store.url, "n_objects": store.n_objects,
+                       "created": store.attrs.get("provenance", {}).get("created"),
+                       "bands": list(store.bands)},
+             "shards": {"count": len(shards), "objects_per_shard": per_shard,
+                        "edges": [s.start for s in shards[:1]] + [s.stop for s in shards][-1:]}}
+    schema = CatalogSchema(columns, extra)
+    return InferPlan(store, shards, schema, [(name, data) for name, _, data in loaded],
+                     catalog_url(job))
+
+
+def _threads(job: JobSpec) -> int:
+    return job.resources.threads_per_actor or max(1, math.ceil(job.resources.cpus_per_actor))
+
+
+class InferenceActor:
+    """A Ray actor: one model replica set, one store reader, one catalog writer."""
+
+    def __init__(self, threads: int, use_gpu: bool, **processor: Any) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.processor = ShardProcessor(device=device, **processor)
+
+    def process(self, shard: Shard) -> dict[str, Any]:
+        import ray
+
+        report = self.processor.process(shard)
+        report.node = ray.get_runtime_context().get_node_id()[:12]
+        return report.to_dict()
+
+
+def _new_run_id(job: JobSpec) -> str:
+    return f"{job.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def run_inference(job: JobSpec, store: SurveyStore) -> InferResult:
+    """Infer every object of ``store`` that the catalog does not hold yet."""
+    plan = plan_inference(job, store)
+    writer = CatalogWriter(plan.catalog, job.output.storage_options)
+    committed = writer.prepare(plan.schema.describe(), overwrite=job.infer.overwrite)
+    todo = [s for s in plan.shards if s.index not in committed]
+    if job.infer.stop_after_shards is not None:
+        todo = todo[:job.infer.stop_after_shards]
+    run_id = _new_run_id(job)
+    done_before = sum(len(s) for s in plan.shards if s.index in committed)
+    if committed:
+        log.info("catalog %s: %d of %d shards already committed; running the other %d",
+                 redact(plan.catalog), len(committed), len(plan.shards),
+                 len(plan.shards) - len(committed))
+    processor = {"store_url": store.url, "store_options": store.storage_options,
+                 "checkpoints": plan.checkpoints, "schema": plan.schema.describe(),
+                 "catalog_url": plan.catalog, "catalog_options": job.output.storage_options,
+                 "run_id": run_id, "batch_size": job.resources.batch_size,
+                 "prefetch": job.infer.prefetch}
+    metrics = PipelineMetrics(job.name)
+    metrics.planned.set(sum(len(s) for s in todo))
+    started = time.perf_counter()
+    result = InferResult(plan.catalog, run_id, store.n_objects, len(plan.shards), 0,
+                         len(committed), 0, 0.0, False)
+    server = (metrics.serve(job.metrics.host, job.metrics.port) if job.metrics.enabled
+              else contextlib.nullcontext())
+    with server as url, progress_bar(total=store.n_objects, desc="infer", unit="cutout") as bar:
+        result.metrics_url = url
+        bar.update(done_before)
+        reports = (_serial(processor, todo) if is_process_local(store.url)
+                   or is_process_local(plan.catalog) else _on_ray(job, processor, todo, metrics,
+                                                                 result))
+        for report in reports:
+            metrics.record_shard(report)
+            result.shards_run += 1
+            result.objects_run += report["rows"]
+            result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report["peak_rss_mb"])
+            result.reports.append(report)
+            bar.update(report["rows"])
+            elapsed = time.perf_counter() - started
+            metrics.rate.set(result.objects_run / elapsed if elapsed > 0 else 0.0)
+    result.seconds = time.perf_counter() - started
+    if len(committed) + result.shards_run == len(plan.shards):
+        writer.finish(len(plan.shards), store.n_objects)
+        result.complete = True
+    return result
+
+
+def _serial(processor: dict[str, Any], shards: list[Shard]):
+    """In this process: for ``memory://`` stores and catalogs, which actors cannot see."""
+    local = ShardProcessor(**processor)
+    for shard in shards:
+        yield local.process(shard).to_dict()
+
+
+def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
+            metrics: PipelineMetrics, result: InferResult):
+    """Hand ``shards`` to a pool of actors, two in flight per actor; yield reports."""
+    res = job.resources
+    with ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard):
+        import ray
+
+        n_actors = max(1, min(res.actors, len(shards)))
+        # Ray would restart a dead actor itself, but its constructor arguments (the
+        # checkpoints) would then have to outlive the call; a fresh actor is simpler.
+        actor_class: Any = ray.remote(num_cpus=res.cpus_per_actor, num_gpus=res.gpus_per_actor,
+                                      max_restarts=0, max_task_retries=0)(InferenceActor)
+
+        def new_actor() -> Any:
+            return actor_class.remote(_threads(job), res.gpus_per_actor > 0, **processor)
+
+        actors = [new_actor() for _ in range(n_actors)]
+        queue: deque[Shard] = deque(shards)
+        attempts: dict[int, int] = {}
+        pending: dict[Any, tuple[Shard, int]] = {}
+        load = [0] * n_actors
+
+        def hand_out() -> None:
+            for slot, actor in enumerate(actors):
+                while queue and load[slot] < 2:
+                    shard = queue.popleft()
+                    pending[actor.process.remote(shard)] = (shard, slot)
+                    load[slot] += 1
+            metrics.in_flight.set(len(pending))
+
+        try:
+            hand_out()
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                shard, slot = pending.pop(ready[0])
+                load[slot] -= 1
+                try:
+                    report = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as error:
+                    cause = getattr(error, "cause", None)
+                    if isinstance(cause, SurveyprocError):
+                        raise cause from None
+                    _retry_or_fail(shard, attempts, queue, metrics, error)
+                    result.retries += 1
+                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
+                    _retry_or_fail(shard, attempts, queue, metrics, error)
+                    result.retries += 1
+                    if isinstance(error, ray.exceptions.RayActorError):
+                        _replace(actors, slot, new_actor, pending, queue, load)
+                else:
+                    yield report
+                hand_out()
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+            for actor in actors:
+                ray.kill(actor)
+
+
+def _replace(actors: list[Any], slot: int, new_actor: Any, pending: dict[Any, tuple[Shard, int]],
+             queue: deque[Shard], load: list[int]) -> None:
+    """Swap a dead actor for a fresh one; its other pending shard goes back in the queue."""
+    import ray
+
+    for ref, (shard, owner) in list(pending.items()):
+        if owner == slot:
+            del pending[ref]
+            queue.appendleft(shard)
+    load[slot] = 0
+    ray.kill(actors[slot])
+    actors[slot] = new_actor()
+
+
+def _retry_or_fail(shard: Shard, attempts: dict[int, int], queue: deque[Shard],
+                   metrics: PipelineMetrics, error: Exception) -> None:
+    attempts[shard.index] = attempts.get(shard.index, 1) + 1
+    if attempts[shard.index] > MAX_ATTEMPTS:
+        msg = (f"shard {shard.index} (objects {shard.start}-{shard.stop}) failed "
+               f"{MAX_ATTEMPTS} times; last cause: {describe_error(error)}")
+        raise SurveyprocError(msg) from None
+    log.warning("shard %d failed (%s); handing it out again", shard.index,
+                describe_error(error))
+    metrics.retries.inc()
+    queue.appendleft(shard)

@@ -1,0 +1,175 @@
+"""One shard, start to finish: read its chunks, run the models, commit its catalog part.
+
+This is what an inference actor does for every shard it is handed (and what
+the serial path does in-process).  The next chunks are read on background
+threads while the models compute (``prefetch``), chunks are cut into model
+batches of ``batch_size``, and the shard's rows (a few thousand) are held
+until the part is committed, so memory per actor is bounded by the shard
+and prefetch sizes, never by the store.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..catalog.schema import CatalogSchema
+from ..catalog.writer import CatalogWriter
+from ..models.checkpoint import Checkpoint
+from ..store import open_store
+from ..store.shards import Shard
+from .estimate import Estimator, nonfinite_rows, pixel_flags
+
+__all__ = ["ShardProcessor", "ShardReport"]
+
+
+@dataclass
+class ShardReport:
+    """What processing one shard cost; the driver turns it into metrics."""
+
+    index: int
+    rows: int
+    bytes_read: int
+    batches: int
+    failed_objects: int
+    read_seconds: list[float] = field(default_factory=list)  # per batch, waiting on reads
+    model_seconds: list[float] = field(default_factory=list)  # per batch
+    write_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    node: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB else
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ShardProcessor:
+    """Holds the store, the models and the catalog writer of one actor."""
+
+    def __init__(self, *, store_url: str, store_options: dict[str, Any] | None,
+                 checkpoints: list[tuple[str, bytes]], schema: dict[str, Any],
+                 catalog_url: str, catalog_options: dict[str, Any] | None, run_id: str,
+                 batch_size: int, prefetch: int = 2, device: str = "cpu") -> None:
+        self.store = open_store(store_url, store_options, check_ids=False)
+        self.schema = CatalogSchema.from_description(schema)
+        by_name = {m.name: m for m in self.schema.models}
+        self.estimator = Estimator([(by_name[name], Checkpoint.from_bytes(data, name))
+                                    for name, data in checkpoints], device)
+        lay = self.store.layout
+        self.estimator.warm_up(len(lay.bands), lay.height, lay.width)
+        self.arrow_schema = self.schema.arrow()
+        self.writer = CatalogWriter(catalog_url, catalog_options)
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+
+    def _chunks(self, shard: Shard) -> list[tuple[int, int]]:
+        step = self.store.layout.chunk_objects
+        return [(a, min(a + step, shard.stop)) for a in range(shard.start, shard.stop, step)]
+
+    def _model_batches(self, shard: Shard, report: ShardReport
+                       ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray] | None]]:
+        """Yield (images, identity or None) with ``batch_size`` cutouts (fewer at the end).
+
+        Chunks arrive in order; images are re-cut into model batches, while the
+        identity columns of each chunk are yielded once, with its first batch.
+        """
+        pending: list[np.ndarray] = []
+        held = 0
+        waited = time.perf_counter()
+        for chunk in self.store.iter_batches(self._chunks(shard), prefetch=self.prefetch,
+                                             labels=False, photometry=False):
+            report.bytes_read += chunk.nbytes
+            identity = {"object_id": chunk.object_id, "ra": chunk.ra, "dec": chunk.dec,
+                        "flags": chunk.flags}
+            assert chunk.images is not None
+            images = chunk.images
+            first = True
+            while len(images):
+                take = min(self.batch_size - held, len(images))
+                pending.append(images[:take])
+                images, held = images[take:], held + take
+                if held == self.batch_size:
+                    report.read_seconds.append(time.perf_counter() - waited)
+                    yield np.concatenate(pending), identity if first else None
+                    first, pending, held = False, [], 0
+                    waited = time.perf_counter()
+            if first:  # the chunk fitted inside a partial batch: pass its identity along
+                yield np.empty((0,), dtype=np.float32), identity
+        if held:
+            report.read_seconds.append(time.perf_counter() - waited)
+            yield np.concatenate(pending), None
+
+    def process(self, shard: Shard) -> ShardReport:
+        """Infer every object of ``shard`` and commit its catalog part."""
+        started, cpu0 = time.perf_counter(), _cpu_seconds()
+        report = ShardReport(shard.index, 0, 0, 0, 0)
+        identity: dict[str, list[np.ndarray]] = {"object_id": [], "ra": [], "dec": [],
+                                                 "flags": []}
+        estimates: dict[str, list[np.ndarray]] = {}
+        flag_parts: list[np.ndarray] = []
+        for images, chunk_identity in self._model_batches(shard, report):
+            if chunk_identity is not None:
+                for name, values in chunk_identity.items():
+                    identity[name].append(values)
+            if len(images) == 0:
+                continue
+            t0 = time.perf_counter()
+            for name, values in self.estimator(images).items():
+                estimates.setdefault(name, []).append(values)
+            flag_parts.append(nonfinite_rows(images))
+            report.model_seconds.append(time.perf_counter() - t0)
+            report.batches += 1
+        store_flags = np.concatenate(identity["flags"]).astype(np.int32)
+        nonfinite = np.concatenate(flag_parts) if flag_parts else np.zeros(0, dtype=bool)
+        flags = pixel_flags(nonfinite, store_flags)
+        report.failed_objects = int(((flags ^ store_flags) != 0).sum())
+        table = self._table(identity, flags, estimates)
+        t0 = time.perf_counter()
+        self.writer.commit(shard, table, self.run_id)
+        report.write_seconds = time.perf_counter() - t0
+        report.rows = table.num_rows
+        report.wall_seconds = time.perf_counter() - started
+        report.cpu_seconds = _cpu_seconds() - cpu0
+        report.peak_rss_mb = _peak_rss_mb()
+        return report
+
+    def _table(self, identity: dict[str, list[np.ndarray]], flags: np.ndarray,
+               estimates: dict[str, list[np.ndarray]]) -> pa.Table:
+        n = len(flags)
+        columns: dict[str, pa.Array] = {
+            "object_id": pa.array(np.concatenate(identity["object_id"]), pa.int64()),
+            "ra": pa.array(np.concatenate(identity["ra"]), pa.float64()),
+            "dec": pa.array(np.concatenate(identity["dec"]), pa.float64()),
+            "flags": pa.array(flags, pa.int32()),
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
+                                                     [self.run_id]),
+            "model_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
+                                                       [self.schema.model_id]),
+        }
+        for name, parts in estimates.items():
+            values = np.concatenate(parts)
+            if values.ndim == 1:
+                columns[name] = pa.array(values)
+            else:  # fixed-width rows -> list column (PDFs, activations)
+                offsets = pa.array(np.arange(0, values.size + 1, values.shape[1], dtype=np.int32))
+                columns[name] = pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
+        return pa.Table.from_pydict(columns, schema=self.arrow_schema)

@@ -1,0 +1,149 @@
+"""Catalog parts: PDF summaries, atomic commits, the manifest, and what readers see."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from surveyproc.catalog import (
+    CatalogSchema,
+    CatalogWriter,
+    ModelColumns,
+    catalog_schema,
+    manifest,
+    pdf_ensemble,
+    read_catalog,
+    summarize_pdfs,
+)
+from surveyproc.catalog.pdf import grid_centres
+from surveyproc.errors import CatalogMismatchError, CatalogNotFoundError, InvalidParameterError
+from surveyproc.store.shards import Shard
+
+GRID = {"low": 0.0, "high": 0.4, "n_bins": 180}
+
+
+def _gaussian_pdfs(means, sigmas):
+    x = grid_centres(GRID["low"], GRID["high"], GRID["n_bins"])
+    pdf = np.exp(-0.5 * ((x[None] - np.asarray(means)[:, None]) / np.asarray(sigmas)[:, None]) ** 2)
+    return pdf / (pdf.sum(axis=1, keepdims=True) * (GRID["high"] - GRID["low"]) / GRID["n_bins"])
+
+
+def test_pdf_summaries_match_the_gaussians_they_were_drawn_from():
+    means, sigmas = np.array([0.1, 0.2, 0.25]), np.array([0.01, 0.02, 0.03])  # 5 sigma inside
+    mean, std, (q16, q50, q84) = summarize_pdfs(_gaussian_pdfs(means, sigmas), 0.0, 0.4)
+    width = 0.4 / 180
+    np.testing.assert_allclose(mean, means, atol=1e-6)
+    np.testing.assert_allclose(std, np.sqrt(sigmas**2 + width**2 / 12), rtol=2e-3)
+    np.testing.assert_allclose(q50, means, atol=width / 2)
+    np.testing.assert_allclose(q84 - q16, 2 * 0.9945 * sigmas, rtol=0.03)
+
+
+def test_pdf_summaries_agree_with_qp():
+    qp = pytest.importorskip("qp")
+    pdf = _gaussian_pdfs([0.12, 0.25], [0.015, 0.04])
+    pdf[1] += 0.6 * _gaussian_pdfs([0.05], [0.01])[0]  # bimodal
+    mean, _, (q16, q50, q84) = summarize_pdfs(pdf, 0.0, 0.4)
+    ens = qp.Ensemble(qp.interp, data={"xvals": grid_centres(0.0, 0.4, 180), "yvals": pdf})
+    np.testing.assert_allclose(mean, ens.mean().ravel(), atol=0.4 / 180)
+    for q, ours in ((0.16, q16), (0.5, q50), (0.84, q84)):
+        np.testing.assert_allclose(ours, ens.ppf(q).ravel(), atol=0.4 / 180)
+
+
+def _schema(**extra):
+    models = [ModelColumns("photoz", "abc", "binned_density", ("redshift",), ("",), "pdf",
+                           grid=GRID),
+              ModelColumns("sf", "def", "sfnet", ("metallicity",), ("dex",), "validation_rmse",
+                           k=3, spread=(0.1,))]
+    return CatalogSchema(models, {"store": {"url": "s", "n_objects": 10}, **extra})
+
+
+def _table(schema: CatalogSchema, start: int, stop: int) -> pa.Table:
+    n = stop - start
+    rng = np.random.default_rng(start)
+    columns = {"object_id": np.arange(start, stop), "ra": np.zeros(n), "dec": np.zeros(n),
+               "flags": np.zeros(n, np.int32),
+               "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), ["r"]),
+               "model_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
+                                                          [schema.model_id])}
+    for t in ("redshift", "metallicity"):
+        for s in ("mean", "std", "q16", "q50", "q84"):
+            columns[f"{t}_{s}"] = rng.random(n).astype(np.float32)
+    columns["redshift_pdf"] = list(_gaussian_pdfs(rng.uniform(0.1, 0.3, n), [0.02] * n)
+                                   .astype(np.float32))
+    columns["act_idx"] = [np.array([1, 5, 9], np.int16)] * n
+    columns["act_val"] = [np.array([3.0, 2.0, 1.0], np.float32)] * n
+    return pa.Table.from_pydict(columns, schema=schema.arrow())
+
+
+def test_two_models_cannot_claim_one_target():
+    twice = ModelColumns("b", "x", "sfnet", ("redshift",), ("",), "validation_rmse", k=2)
+    with pytest.raises(InvalidParameterError, match="both predict redshift"):
+        CatalogSchema([*_schema().models, twice])
+
+
+def test_commits_are_atomic_resumable_and_readable(tmp_path):
+    url = str(tmp_path / "cat")
+    schema = _schema()
+    writer = CatalogWriter(url)
+    assert writer.prepare(schema.describe()) == set()
+    shards = [Shard(0, 0, 4), Shard(1, 4, 8), Shard(2, 8, 10)]
+    writer.commit(shards[0], _table(schema, 0, 4), "r")
+    writer.commit(shards[2], _table(schema, 8, 10), "r")
+    # a crash between a part and its record leaves a part that does not count
+    (tmp_path / "cat" / ".part-000001.parquet.tmp-1-x").write_bytes(b"partial")
+    assert writer.prepare(schema.describe()) == {0, 2}
+    with pytest.raises(CatalogMismatchError, match="incomplete: 1 shard"):
+        writer.finish(3, 10)
+    assert manifest(url) is None
+    writer.commit(shards[1], _table(schema, 4, 8), "r")
+    done = writer.finish(3, 10)
+    assert done["rows"] == 10 and [s["index"] for s in done["shards"]] == [0, 1, 2]
+    assert manifest(url)["complete"]
+
+    # pyarrow (and so Dask) read the parts and nothing else: not the temporary, not the JSON
+    assert ds.dataset(url, format="parquet").count_rows() == 10
+    table = read_catalog(url)
+    assert table.column("object_id").to_pylist() == list(range(10))
+    assert table.column("act_idx")[0].as_py() == [1, 5, 9]
+    assert catalog_schema(url).models[0].grid == GRID
+
+    # PDFs come back as a qp ensemble on the recorded grid
+    qp = pytest.importorskip("qp")
+    ensemble = pdf_ensemble(table, catalog_schema(url), "redshift")
+    assert isinstance(ensemble, qp.Ensemble) and ensemble.npdf == 10
+    np.testing.assert_allclose(ensemble.pdf(np.array([0.2]))[:, 0],
+                               [np.interp(0.2, grid_centres(0, 0.4, 180), row)
+                                for row in table.column("redshift_pdf").to_pylist()],
+                               rtol=1e-5)
+
+
+def test_a_catalog_of_other_models_is_refused_or_overwritten(tmp_path):
+    url = str(tmp_path / "cat")
+    writer = CatalogWriter(url)
+    writer.prepare(_schema().describe())
+    writer.commit(Shard(0, 0, 10), _table(_schema(), 0, 10), "r")
+    other = _schema().describe()
+    other["models"][1]["model_id"] = "zzz"
+    with pytest.raises(CatalogMismatchError, match=r"other models .*infer\.overwrite=true"):
+        writer.prepare(other)
+    assert writer.prepare(other, overwrite=True) == set()
+    assert json.loads((tmp_path / "cat" / "_catalog.json").read_text())["models"][1][
+        "model_id"] == "zzz"
+
+
+def test_a_part_must_hold_its_whole_shard(tmp_path):
+    writer = CatalogWriter(str(tmp_path / "cat"))
+    writer.prepare(_schema().describe())
+    with pytest.raises(ValueError, match="shard 0 has 5 objects but 4 rows"):
+        writer.commit(Shard(0, 0, 5), _table(_schema(), 0, 4), "r")
+
+
+def test_missing_catalog_is_one_line(tmp_path):
+    with pytest.raises(CatalogNotFoundError, match="does not exist"):
+        read_catalog(str(tmp_path / "nope"))
+    with pytest.raises(CatalogNotFoundError, match=r"_catalog\.json"):
+        catalog_schema(str(tmp_path / "nope"))
