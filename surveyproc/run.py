@@ -3,8 +3,9 @@
 Stages so far: prepare the store (synthesise it when the job says so and it
 does not exist yet, otherwise open and validate it), train the job's models
 (keeping checkpoints that are up to date), then infer the catalog (skipping
-committed shards).  Aggregation joins here when it lands.  Each stage reads
-what the previous one wrote, so a re-run picks up where the last one stopped.
+committed shards), and aggregate the catalog into statistics and a report.
+Each stage reads what the previous one wrote, so a re-run picks up where the
+last one stopped.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def run_job(job: JobSpec) -> RunResult:
 
 def _run_stages(job: JobSpec) -> RunResult:
     from .infer import run_inference
+    from .stats import aggregate_job
     from .train import train_job
 
     stages = ["store"]
@@ -89,6 +91,10 @@ def _run_stages(job: JobSpec) -> RunResult:
         stages.append("train")
         inferred = run_inference(job, store)
         stages.append("infer")
+    report = None
+    if inferred is not None and inferred.complete:
+        report = aggregate_job(job, store)
+        stages.append("aggregate")
     summary_url = join(job.output.dir, "run_summary.json")
     summary: dict[str, Any] = {
         "job": job.name,
@@ -107,6 +113,9 @@ def _run_stages(job: JobSpec) -> RunResult:
         state = "complete" if inferred.complete else "partial; run again to continue"
         artifacts["catalog"] = (f"{inferred.catalog} ({store.n_objects:,} objects, {state}; "
                                 f"{inferred.cutouts_per_s:,.0f} cutouts/s)")
+    if report is not None:
+        summary["report"] = report.report
+        artifacts["report"] = report.report
     fs, path = resolve(summary_url, job.output.storage_options)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as f:

@@ -14,12 +14,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from .store import CutoutBatch, StoreSpec, StoreWriter, SurveyStore, create_store, open_store
 
-__all__ = ["free_port", "moto_server", "seeded_checkpoint", "tiny_batch", "tiny_store"]
+__all__ = ["BrowserCheck", "browser_check", "free_port", "label_store", "moto_server",
+           "seeded_checkpoint", "synthetic_catalog", "tiny_batch", "tiny_store"]
 
 
 def tiny_batch(start: int, stop: int, bands: int = 2, size: int = 8,
@@ -88,6 +90,183 @@ def seeded_checkpoint(store: SurveyStore, kind: str, targets: list[str], *, seed
                       targets=infos, state_dict=model.state_dict(),
                       metrics={"val": {f"rmse_{t}": 0.1 for t in targets}},
                       provenance={"seeded": seed})
+
+
+LINE_LABELS = ("flux_nii", "flux_halpha", "flux_oiii", "flux_hbeta")
+
+
+def _label_columns(index: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Labels with known structure for objects ``index``: redshift, metallicity, BPT lines."""
+    rng = np.random.default_rng([seed, int(index[0]) if len(index) else 0])
+    n = len(index)
+    z = rng.uniform(0.02, 0.38, n)
+    metallicity = np.where(rng.random(n) < 0.1, np.nan, rng.normal(8.7, 0.15, n))
+    halpha = rng.lognormal(3.0, 0.5, n)
+    return {"redshift": z.astype(np.float32), "metallicity": metallicity.astype(np.float32),
+            "flux_halpha": halpha.astype(np.float32),
+            "flux_nii": (halpha * 10 ** rng.normal(-0.4, 0.2, n)).astype(np.float32),
+            "flux_hbeta": (halpha / 2.86).astype(np.float32),
+            "flux_oiii": (halpha / 2.86 * 10 ** rng.normal(-0.2, 0.4, n)).astype(np.float32)}
+
+
+def label_store(url: str, n: int, *, seed: int = 0, chunk: int = 65_536,
+                storage_options: dict | None = None) -> SurveyStore:
+    """A store of ``n`` objects with 1x1-pixel images and :func:`_label_columns` labels.
+
+    For statistics tests and benchmarks that need labels for millions of objects
+    and no pixels.
+    """
+    names = tuple(_label_columns(np.arange(1), seed))
+    spec = StoreSpec(n_objects=n, bands=("r",), height=1, width=1, labels=names,
+                     chunk_objects=chunk, survey="labels-only")
+    create_store(url, spec, storage_options=storage_options, provenance={"generator": "labels"})
+    writer = StoreWriter(url, storage_options)
+    for start in range(0, n, spec.write_unit):
+        index = np.arange(start, min(start + spec.write_unit, n))
+        rng = np.random.default_rng([seed, start, 1])
+        writer.write(CutoutBatch(
+            start=start, object_id=index.astype(np.int64), ra=np.zeros(len(index)),
+            dec=np.zeros(len(index)), images=np.ones((len(index), 1, 1, 1), np.float32),
+            photometry={"r": (10 ** (-0.4 * (rng.uniform(16, 23, len(index)) - 22.5)))
+                        .astype(np.float32)},
+            labels=_label_columns(index, seed)))
+    writer.finalize()
+    return open_store(url, storage_options)
+
+
+def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096,
+                      n_features: int = 64, k: int = 4, pdf_scale: float | None = 1.0,
+                      z_error: float = 0.02, n_bins: int = 180, seed: int = 0,
+                      storage_options: dict | None = None) -> None:
+    """Write a catalog for ``store`` the way ``surveyproc infer`` would, without images.
+
+    Point estimates are truth + N(0, ``z_error`` (1 + z)) for redshift and
+    truth + N(0, 0.05) for metallicity.  With ``pdf_scale``, each galaxy gets
+    a Gaussian redshift PDF centred on its estimate with width ``pdf_scale``
+    times the true error: 1 is calibrated, < 1 over-confident, > 1
+    under-confident.  Sparse activations: k of ``n_features`` features, the
+    first of which tracks metallicity.
+    """
+    import pyarrow as pa
+
+    from .catalog import CatalogSchema, CatalogWriter, ModelColumns
+    from .catalog.pdf import grid_centres, summarize_pdfs
+    from .catalog.schema import list_column
+
+    grid = {"low": 0.0, "high": 0.4, "n_bins": n_bins}
+    models = [ModelColumns("sfnet", "s", "sfnet", ("metallicity",), ("dex",), "validation_rmse",
+                           k=k, spread=(0.05,), n_features=n_features)]
+    if pdf_scale is not None:
+        models.append(ModelColumns("photoz", "p", "binned_density", ("redshift",), ("",), "pdf",
+                                   grid=grid))
+    else:
+        models.append(ModelColumns("zpoint", "p", "dense_cnn", ("redshift",), ("",),
+                                   "validation_rmse", spread=(z_error,)))
+    schema = CatalogSchema(models, {"store": {"url": store.url, "n_objects": store.n_objects},
+                                    "shards": {"objects_per_shard": rows_per_part}})
+    writer = CatalogWriter(url, storage_options)
+    writer.prepare(schema.describe(), overwrite=True)
+    arrow = schema.arrow()
+    centres = grid_centres(0.0, 0.4, n_bins)
+    for shard in store.plan_shards(objects_per_shard=rows_per_part):
+        batch = store.read(shard.start, shard.stop, images=False, photometry=False)
+        n = len(batch)
+        rng = np.random.default_rng([seed, shard.start])
+        z = batch.labels["redshift"].astype(np.float64)
+        sigma = z_error * (1 + z)
+        z_hat = z + rng.normal(0, 1, n) * sigma
+        metallicity = batch.labels["metallicity"].astype(np.float64)
+        m_hat = np.where(np.isfinite(metallicity), metallicity, 8.7) + rng.normal(0, 0.05, n)
+        # activations: feature 0 grows with metallicity, the others are random
+        idx = np.stack([rng.choice(np.arange(1, n_features), size=k - 1, replace=False)
+                        for _ in range(n)])
+        idx = np.concatenate([np.zeros((n, 1), np.int64), idx], axis=1)
+        val = rng.uniform(0.5, 3.0, (n, k))
+        val[:, 0] = np.clip(np.nan_to_num(metallicity - 8.2, nan=0.5) * 4, 0.01, None)
+        columns: dict = {
+            "object_id": batch.object_id, "ra": batch.ra, "dec": batch.dec,
+            "flags": np.zeros(n, np.int32),
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), ["t"]),
+            "model_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
+                                                       [schema.model_id]),
+            "metallicity_mean": m_hat, "metallicity_std": np.full(n, 0.05),
+            "metallicity_q16": m_hat - 0.05, "metallicity_q50": m_hat,
+            "metallicity_q84": m_hat + 0.05,
+            "act_idx": list_column(idx.astype(np.int16)),
+            "act_val": list_column(val.astype(np.float32))}
+        if pdf_scale is not None:
+            width = pdf_scale * sigma
+            pdf = np.exp(-0.5 * ((centres[None] - z_hat[:, None]) / width[:, None]) ** 2)
+            pdf /= pdf.sum(axis=1, keepdims=True) * (0.4 / n_bins)
+            mean, std, (q16, q50, q84) = summarize_pdfs(pdf, 0.0, 0.4)
+            columns.update({
+                "redshift_mean": mean, "redshift_std": std, "redshift_q16": q16,
+                "redshift_q50": q50, "redshift_q84": q84,
+                "redshift_pdf": list_column(pdf.astype(np.float32))})
+        else:
+            columns.update({"redshift_mean": z_hat, "redshift_std": sigma,
+                            "redshift_q16": z_hat - sigma, "redshift_q50": z_hat,
+                            "redshift_q84": z_hat + sigma})
+        columns = {name: (value.astype(np.float32) if isinstance(value, np.ndarray)
+                          and value.dtype == np.float64 and name not in ("ra", "dec")
+                          else value) for name, value in columns.items()}
+        writer.commit(shard, pa.Table.from_pydict(columns, schema=arrow), "t")
+    writer.finish(len(store.plan_shards(objects_per_shard=rows_per_part)), store.n_objects)
+
+
+BROWSERS = ("chromium-headless-shell", "chromium", "google-chrome")
+_CHECK = """<script>window.addEventListener('load', () => {
+  const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))
+                                     .map(i => i.getAttribute('src'));
+  console.log('surveyproc-check images=' + document.images.length + ' broken=' +
+              JSON.stringify(broken));
+});</script>"""
+
+
+@dataclass
+class BrowserCheck:
+    """What a headless browser saw of a page."""
+
+    images: int
+    broken: list[str]
+    console: list[str]  # console messages of the page itself (it has no scripts: none)
+    screenshot: str
+
+
+def browser_check(html_path: str, screenshot: str, timeout: float = 60) -> BrowserCheck | None:
+    """Render ``html_path`` in headless Chromium, screenshot it, and report broken images and
+    console messages; None when no Chromium is installed.
+
+    The page is rendered from a copy beside it with a checking script appended
+    (so relative image links resolve exactly as in the original).
+    """
+    import json
+    import re
+    import shutil
+    from pathlib import Path
+
+    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        return None
+    page = Path(html_path)
+    probe = page.with_name(f".check-{page.name}")
+    probe.write_text(page.read_text().replace("</body>", _CHECK + "</body>"))
+    try:
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=10000", "--hide-scrollbars",
+             "--window-size=1200,4000", f"--screenshot={screenshot}", probe.resolve().as_uri()],
+            capture_output=True, text=True, timeout=timeout, check=False)
+    finally:
+        probe.unlink(missing_ok=True)
+    messages = re.findall(r':CONSOLE[^\]]*\] "(.*)", source:', done.stderr)
+    check = [m for m in messages if m.startswith("surveyproc-check")]
+    if not check:
+        msg = f"{browser} did not report on {html_path}: {done.stderr[-500:]}"
+        raise RuntimeError(msg)
+    images = int(re.search(r"images=(\d+)", check[0]).group(1))  # type: ignore[union-attr]
+    broken = json.loads(check[0].split("broken=", 1)[1])
+    return BrowserCheck(images, broken, [m for m in messages if m not in check], screenshot)
 
 
 def free_port() -> int:

@@ -65,3 +65,13 @@ def shared_data() -> Path:
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it ships beside the repository; "
                     "or set SURVEYPROC_REALDATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def dask_session():
+    """A real local Dask cluster (2 single-threaded workers) and its client, shared."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client

@@ -70,7 +70,8 @@ def test_run_bad_job_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.ray_cluster
-def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session, monkeypatch):
+def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session, dask_session,
+                                                  monkeypatch):
     monkeypatch.chdir(tmp_path)
     job = ROOT / "jobs" / "quickstart.yaml"
     small = ["--set", "store.synth.n=96", "--set", "store.synth.size=16",
@@ -82,7 +83,9 @@ def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session,
     assert "checkpoint sfnet_metallicity: " in out and "checkpoint photoz: " in out
     summary = json.loads((tmp_path / "work/quickstart/run_summary.json").read_text())
     assert summary["store"]["n_objects"] == 96
-    assert summary["stages"] == ["store", "train", "infer"]
+    assert summary["stages"] == ["store", "train", "infer", "aggregate"]
+    assert f"report: {tmp_path / 'work/quickstart/report/index.html'}" in out
+    assert (tmp_path / "work/quickstart/report/calibration_redshift.csv").exists()
     assert [m["name"] for m in summary["models"]] == ["sfnet_metallicity", "photoz"]
     assert summary["catalog"]["complete"] and summary["catalog"]["objects_run"] == 96
     assert f"catalog: {tmp_path / 'work/quickstart/catalog'} (96 objects, complete" in out

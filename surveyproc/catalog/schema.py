@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ..errors import InvalidParameterError
 
-__all__ = ["METADATA_KEY", "STATS", "CatalogSchema", "ModelColumns"]
+__all__ = ["METADATA_KEY", "STATS", "CatalogSchema", "ModelColumns", "list_column"]
 
 #: Summary statistics written for every target.
 STATS = ("mean", "std", "q16", "q50", "q84")
@@ -40,6 +40,15 @@ IDENTITY = pa.schema([
     ("run_id", pa.dictionary(pa.int8(), pa.string())),
     ("model_id", pa.dictionary(pa.int8(), pa.string())),
 ])
+
+
+def list_column(values: Any) -> pa.ListArray:
+    """(n, width) array -> list column of n rows of ``width`` values (PDFs, activations)."""
+    import numpy as np
+
+    n, width = values.shape
+    offsets = pa.array(np.arange(0, n * width + 1, max(width, 1), dtype=np.int32)[: n + 1])
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class ModelColumns:
     k: int | None = None  # active features per galaxy of a sparse model
     sparse_prefix: str = ""
     spread: tuple[float, ...] | None = None  # per-target validation RMSE (point estimates)
+    n_features: int | None = None  # width of the feature layer (sparse models)
 
     @property
     def act_idx(self) -> str:

@@ -105,6 +105,17 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0 if result.complete or job.infer.stop_after_shards else 1
 
 
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from ..jobs import load_job
+    from ..run import prepare_store
+    from ..stats import aggregate_job
+
+    job = load_job(args.job, args.set)
+    result = aggregate_job(job, prepare_store(job))
+    print(f"report: {result.report} ({result.rows:,} galaxies in {result.seconds:.1f} s)")
+    return 0
+
+
 def format_infer(result) -> str:
     """Two lines about an inference run, for people."""
     state = ("complete" if result.complete
@@ -171,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
                                             "skips committed shards.")
     add_job_arguments(infer, "infer.objects_per_shard=2048")
     infer.set_defaults(func=_cmd_infer)
+
+    aggregate = commands.add_parser("aggregate", help="statistics and report of the catalog",
+                                    description="Stream the job's catalog and the store's "
+                                                "labels through Dask (local, or dask.address) "
+                                                "into sparse-feature and calibration "
+                                                "statistics, figures and an HTML report.")
+    add_job_arguments(aggregate, "dask.n_workers=4")
+    aggregate.set_defaults(func=_cmd_aggregate)
 
     run = commands.add_parser("run", help="run every stage of a job file",
                               description="Run a job file end to end on the embedded default "

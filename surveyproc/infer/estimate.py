@@ -38,9 +38,10 @@ def model_columns(name: str, checkpoint: Checkpoint, sparse_prefix: str = "") ->
     val = checkpoint.metrics.get("val", {})
     spread = tuple(float(val.get(f"rmse_{t}", float("nan"))) for t in targets)
     k = checkpoint.config.get("k")
+    n_features = int(checkpoint.state_dict["head.weight"].shape[1]) if k else None
     return ModelColumns(name, checkpoint.model_id, checkpoint.kind, targets, units,
                         "validation_rmse", k=k, sparse_prefix=sparse_prefix if k else "",
-                        spread=spread)
+                        spread=spread, n_features=n_features)
 
 
 @dataclass

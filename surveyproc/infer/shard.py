@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..catalog.schema import CatalogSchema
+from ..catalog.schema import CatalogSchema, list_column
 from ..catalog.writer import CatalogWriter
 from ..models.checkpoint import Checkpoint
 from ..store import open_store
@@ -170,6 +170,5 @@ class ShardProcessor:
             if values.ndim == 1:
                 columns[name] = pa.array(values)
             else:  # fixed-width rows -> list column (PDFs, activations)
-                offsets = pa.array(np.arange(0, values.size + 1, values.shape[1], dtype=np.int32))
-                columns[name] = pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
+                columns[name] = list_column(values)
         return pa.Table.from_pydict(columns, schema=self.arrow_schema)

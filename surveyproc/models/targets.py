@@ -9,7 +9,7 @@ which the losses skip.  This is how SFNet's line-flux targets
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import InvalidParameterError
 from ..store import CutoutBatch
 
-__all__ = ["MIN_SIGNAL_TO_NOISE", "TargetSpec", "resolve_targets", "target_values"]
+__all__ = ["MIN_SIGNAL_TO_NOISE", "TargetSpec", "resolve_targets", "target_values",
+           "values_from_labels"]
 
 MIN_SIGNAL_TO_NOISE = 3.0
 
@@ -55,13 +56,19 @@ def resolve_targets(names: Sequence[str], labels: Sequence[str],
 
 def target_values(batch: CutoutBatch, specs: Sequence[TargetSpec]) -> np.ndarray:
     """(n, targets) float32 values of ``specs`` for ``batch``; NaN where unknown or undetected."""
-    out = np.empty((len(batch), len(specs)), dtype=np.float32)
+    return values_from_labels(batch.labels, len(batch), specs)
+
+
+def values_from_labels(labels: Mapping[str, np.ndarray], n: int,
+                       specs: Sequence[TargetSpec]) -> np.ndarray:
+    """(n, targets) float32 values of ``specs`` from label columns (any mapping of arrays)."""
+    out = np.empty((n, len(specs)), dtype=np.float32)
     for j, spec in enumerate(specs):
-        values = batch.labels[spec.label].astype(np.float64)
+        values = np.asarray(labels[spec.label], dtype=np.float64)
         if spec.log:
             good = values > 0
             if spec.error_label is not None:
-                good &= values >= MIN_SIGNAL_TO_NOISE * batch.labels[spec.error_label]
+                good &= values >= MIN_SIGNAL_TO_NOISE * np.asarray(labels[spec.error_label])
             values = np.where(good, np.log10(np.where(good, values, 1.0)), np.nan)
         out[:, j] = values
     return out

@@ -1,0 +1,146 @@
+"""Figures of the report (matplotlib, Agg): feature frequencies, explained variance,
+exemplar montages, BPT diagrams, correlation matrices, PIT histograms and
+calibration by bin.  Each function writes one PNG and returns its file name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["bpt_figure", "calibration_figure", "correlation_figure", "explained_figure",
+           "frequency_figure", "kauffmann03", "kewley01", "montage_figure", "pit_figure"]
+
+DPI = 90
+
+
+def _save(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=DPI)
+    plt.close(fig)
+    return name
+
+
+def frequency_figure(per_feature: pd.DataFrame, out: Path, name: str, top: int = 30) -> str:
+    data = per_feature.sort_values("frequency", ascending=False).head(top)
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.bar(range(len(data)), data["frequency"], color="tab:blue")
+    ax.set_xticks(range(len(data)), [str(f) for f in data["feature"]], rotation=90, fontsize=7)
+    ax.set_xlabel("feature (most frequent first)")
+    ax.set_ylabel("activation frequency")
+    return _save(fig, out, name)
+
+
+def explained_figure(explained: pd.DataFrame, out: Path, name: str) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for target, rows in explained.groupby("target"):
+        ax.plot(rows["m"], rows["explained_variance"], "o-", label=str(target))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("m most frequent features")
+    ax.set_ylabel("variance of the label explained")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return _save(fig, out, name)
+
+
+def montage_figure(rows: list[tuple[int, list[np.ndarray]]], out: Path, name: str) -> str:
+    """``rows``: (feature, [rgb image (h, w, 3) uint8 ...]) per feature."""
+    n_cols = max((len(images) for _, images in rows), default=1)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.3 * n_cols, 1.35 * len(rows)),
+                             squeeze=False)
+    for r, (feature, images) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c], origin="lower")
+            else:
+                ax.axis("off")
+        axes[r][0].set_ylabel(f"feature {feature}", fontsize=8)
+    return _save(fig, out, name)
+
+
+def kauffmann03(x: np.ndarray) -> np.ndarray:
+    """Kauffmann et al. (2003) star-forming / composite line, for log [NII]/Ha < 0.05."""
+    return 0.61 / (x - 0.05) + 1.3
+
+
+def kewley01(x: np.ndarray) -> np.ndarray:
+    """Kewley et al. (2001) maximum-starburst line, for log [NII]/Ha < 0.47."""
+    return 0.61 / (x - 0.47) + 1.19
+
+
+def bpt_figure(sample: pd.DataFrame, features: list[int], out: Path, name: str) -> str:
+    """BPT diagram of a random sample, once per feature, coloured by its activation."""
+    cols = min(3, len(features)) or 1
+    n_rows = -(-len(features) // cols) or 1
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.6 * cols, 3.2 * n_rows), squeeze=False)
+    x, y = sample["log_nii_ha"].to_numpy(), sample["log_oiii_hb"].to_numpy()
+    good = np.isfinite(x) & np.isfinite(y)
+    idx = np.stack(sample["act_idx"].to_numpy()) if len(sample) else np.zeros((0, 1), int)
+    val = np.stack(sample["act_val"].to_numpy()) if len(sample) else np.zeros((0, 1))
+    xs1, xs2 = np.linspace(-2.0, 0.0, 200), np.linspace(-2.0, 0.4, 200)
+    for i, feature in enumerate(features):
+        ax = axes[i // cols][i % cols]
+        activation = np.where(idx == feature, val, 0.0).sum(axis=1)
+        order = np.argsort(activation[good])  # active galaxies drawn on top
+        points = ax.scatter(x[good][order], y[good][order], c=activation[good][order], s=3,
+                            cmap="viridis", rasterized=True)
+        ax.plot(xs1, kauffmann03(xs1), "k--", lw=1, label="Kauffmann+03")
+        ax.plot(xs2, kewley01(xs2), "r-", lw=1, label="Kewley+01")
+        ax.set_xlim(-2.0, 1.0)
+        ax.set_ylim(-1.5, 1.5)
+        ax.set_title(f"feature {feature}", fontsize=9)
+        ax.set_xlabel("log [NII]/Ha", fontsize=8)
+        ax.set_ylabel("log [OIII]/Hb", fontsize=8)
+        fig.colorbar(points, ax=ax, label="activation")
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower left")
+    for j in range(len(features), n_rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    return _save(fig, out, name)
+
+
+def correlation_figure(matrix: np.ndarray, rows: list[str], cols: list[str], out: Path,
+                       name: str, title: str) -> str:
+    fig, ax = plt.subplots(figsize=(1.2 + 0.22 * len(cols), 1.0 + 0.2 * len(rows)))
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(rows)), rows, fontsize=6)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="Pearson r")
+    return _save(fig, out, name)
+
+
+def pit_figure(hist: np.ndarray, target: str, out: Path, name: str, bins: int = 50) -> str:
+    coarse = hist.reshape(bins, -1).sum(axis=1)
+    density = coarse / max(coarse.sum(), 1) * bins
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.stairs(density, np.linspace(0, 1, bins + 1), fill=True, alpha=0.6)
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="calibrated")
+    ax.set_xlabel(f"PIT of {target}")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return _save(fig, out, name)
+
+
+def calibration_figure(table: pd.DataFrame, target: str, out: Path, name: str) -> str:
+    """sigma_NMAD and 68 % coverage in each bin of magnitude and of the target."""
+    bins = table[table["group"] != "all"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    axes[0].bar(range(len(bins)), bins["sigma_nmad"], color="tab:orange")
+    axes[0].set_ylabel("sigma_NMAD")
+    if "coverage_68" in bins:
+        axes[1].bar(range(len(bins)), bins["coverage_68"], color="tab:green")
+        axes[1].axhline(0.68, color="k", ls="--", lw=1)
+    axes[1].set_ylabel("68 % interval coverage")
+    for ax in axes:
+        ax.set_xticks(range(len(bins)), list(bins["group"]), rotation=60, ha="right", fontsize=7)
+    fig.suptitle(target, fontsize=10)
+    return _save(fig, out, name)

@@ -1,0 +1,99 @@
+"""The catalog and the store's labels as one lazy Dask DataFrame, joined by object id.
+
+The catalog is read with ``dask.dataframe.read_parquet`` (only the columns a
+statistic needs; list columns stay Arrow-backed so a partition's activations or
+PDFs are one NumPy reshape away), the labels with ``dask.array.from_zarr``.
+When both are sorted by object id -- always, for catalogs written by
+``surveyproc infer`` from a store with increasing ids -- the join is aligned
+partition by partition on known divisions, with no shuffle; otherwise Dask
+falls back to a hash join.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from ..fs import resolve
+from ..store import SurveyStore
+
+__all__ = ["catalog_frame", "join_labels", "labels_frame", "list_values"]
+
+log = logging.getLogger(__name__)
+
+#: Rows per partition of the labels frame (a whole number of store chunks is used).
+LABEL_PARTITION = 262_144
+
+
+def catalog_frame(url: str, storage_options: dict[str, Any] | None,
+                  columns: Sequence[str]) -> dd.DataFrame:
+    """The catalog's ``columns`` (plus ``object_id`` as the index), lazily."""
+    fs, path = resolve(url, storage_options)
+    wanted = [c for c in dict.fromkeys(columns) if c != "object_id"]
+    frame = dd.read_parquet(path, columns=wanted, filesystem=fs,
+                            index="object_id", calculate_divisions=True,
+                            dtype_backend="pyarrow")
+    return frame
+
+
+def labels_frame(store: SurveyStore, columns: Sequence[str]) -> dd.DataFrame:
+    """Store columns (``labels/<name>``, ``photometry/<band>``) indexed by object id, lazily.
+
+    Columns are named by their last path component, prefixed with ``phot_`` for
+    photometry.
+    """
+    chunk = int(store.array("object_id").chunks[0])
+    rows = max(chunk, LABEL_PARTITION // chunk * chunk)
+    ids = da.from_zarr(store.array("object_id")).rechunk(rows)
+    names = [c.split("/", 1)[1] if c.startswith("labels/") else "phot_" + c.split("/", 1)[1]
+             for c in columns]
+    arrays = [da.from_zarr(store.array(c)).astype(np.float64).rechunk(rows) for c in columns]
+    stacked = da.stack([ids.astype(np.float64), *arrays], axis=1) if arrays else ids[:, None]
+    frame = dd.from_dask_array(stacked, columns=["object_id", *names])
+    frame["object_id"] = frame["object_id"].astype(np.int64)
+    divisions = _sorted_divisions(store, rows)
+    if divisions is None:
+        log.info("store %s: object ids are not increasing; joining by hash", store.url)
+        return frame.set_index("object_id")
+    return frame.set_index("object_id", sorted=True, divisions=divisions)
+
+
+def _sorted_divisions(store: SurveyStore, rows: int) -> list[int] | None:
+    """Partition boundaries of the id column when ids strictly increase, else None."""
+    ids = da.from_zarr(store.array("object_id")).rechunk(rows)
+    increasing = bool(da.all(ids[1:] > ids[:-1]).compute()) if len(ids) > 1 else True
+    if not increasing:
+        return None
+    n = store.n_objects
+    edges = list(range(0, n, rows))
+    picks = np.asarray(store.array("object_id").get_coordinate_selection(
+        np.array([*edges, n - 1])))
+    return [int(v) for v in picks]
+
+
+def join_labels(catalog: dd.DataFrame, labels: dd.DataFrame) -> dd.DataFrame:
+    """Catalog rows with their labels (NaN where the store has none)."""
+    if catalog.known_divisions and labels.known_divisions:
+        return catalog.join(labels, how="left")
+    return catalog.reset_index().merge(labels.reset_index(), on="object_id",
+                                       how="left").set_index("object_id")
+
+
+def list_values(series: pd.Series, width: int | None = None) -> np.ndarray:
+    """A fixed-width list column of one partition as an (n, width) array, without a
+    Python object per row."""
+    import pyarrow as pa
+
+    array = getattr(series.array, "_pa_array", None)
+    if array is None:  # not Arrow-backed: a column of NumPy arrays
+        return np.stack(series.to_numpy()) if len(series) else np.zeros((0, width or 0))
+    combined = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    values = combined.flatten().to_numpy(zero_copy_only=False)
+    n = len(combined)
+    return values.reshape(n, -1) if n else np.zeros((0, width or 0), dtype=values.dtype)

@@ -1,0 +1,59 @@
+"""``surveyproc aggregate JOB.yaml``: statistics of the job's catalog, on the job's Dask."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointNotFoundError
+from ..fs import is_local, join, normalize, resolve
+from ..infer.engine import catalog_url
+from ..jobs import JobSpec
+from ..models import load_checkpoint
+from ..store import SurveyStore
+from ..train.job import checkpoint_url
+from .aggregate import aggregate_catalog, dask_client
+from .report import write_report
+
+__all__ = ["AggregateResult", "aggregate_job", "report_url"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AggregateResult:
+    report: str
+    rows: int
+    seconds: float
+
+
+def report_url(job: JobSpec) -> str:
+    return join(job.output.dir, "report")
+
+
+def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
+    """Aggregate the job's catalog against ``store`` and write the report."""
+    catalog = catalog_url(job)
+    with dask_client(job.dask.address, job.dask.n_workers):
+        aggregates = aggregate_catalog(catalog, store, job.output.storage_options)
+    checkpoints: dict[str, Any] = {}
+    for model in job.models:
+        try:
+            checkpoints[model.name] = load_checkpoint(checkpoint_url(job, model.name),
+                                                      job.output.storage_options)
+        except CheckpointNotFoundError:
+            log.info("model %s: no checkpoint; its equation is left out", model.name)
+    target = report_url(job)
+    title = f"surveyproc report: {job.name}"
+    if is_local(target):
+        path = write_report(aggregates, store, Path(normalize(target)), checkpoints, catalog,
+                            title)
+        return AggregateResult(str(path), aggregates.rows, aggregates.seconds)
+    with tempfile.TemporaryDirectory(prefix="surveyproc-report-") as tmp:
+        write_report(aggregates, store, Path(tmp), checkpoints, catalog, title)
+        fs, remote = resolve(target, job.output.storage_options)
+        fs.put(f"{tmp}/", remote, recursive=True)
+    return AggregateResult(join(target, "index.html"), aggregates.rows, aggregates.seconds)

@@ -1,0 +1,216 @@
+"""Write the aggregates as tables, figures and one HTML report beside the catalog.
+
+Layout of ``<output>/report/``: ``index.html`` (self-contained: inline CSS, no
+scripts or fonts from the network; it links the PNGs next to it), ``*.png``,
+and the tables as CSV/JSON (``summary.json`` holds every scalar statistic).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..models.readouts import head_equations
+from ..store import SurveyStore
+from .aggregate import Aggregates
+from .figures import (
+    bpt_figure,
+    calibration_figure,
+    correlation_figure,
+    explained_figure,
+    frequency_figure,
+    montage_figure,
+    pit_figure,
+)
+
+__all__ = ["composite", "exemplar_images", "write_report"]
+
+log = logging.getLogger(__name__)
+
+TOP_FEATURES = 6
+CORRELATION_FEATURES = 24
+
+
+def composite(image: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    """(bands, h, w) pixels -> (h, w, 3) uint8 colour image (Lupton et al. 2004 asinh)."""
+    from astropy.visualization import make_lupton_rgb
+
+    order = [b for b in ("i", "r", "g") if b in bands]
+    if len(order) < 3:
+        picks = [len(bands) - 1, len(bands) // 2, 0]
+    else:
+        picks = [bands.index(b) for b in order]
+    planes = [np.nan_to_num(image[p].astype(np.float64)) for p in picks]
+    scale = max(float(np.percentile(np.concatenate([p.ravel() for p in planes]), 99.5)), 1e-6)
+    return make_lupton_rgb(*planes, minimum=0.0, stretch=scale / 4, Q=8)
+
+
+def exemplar_images(store: SurveyStore, exemplars: dict[int, list[int]]
+                    ) -> dict[int, list[np.ndarray]]:
+    """Colour cutouts of each feature's exemplar galaxies, found by object id with Dask."""
+    import dask.array as da
+
+    wanted = sorted({i for ids in exemplars.values() for i in ids})
+    if not wanted:
+        return {}
+    ids = da.from_zarr(store.array("object_id"))
+    rows = da.flatnonzero(da.isin(ids, np.array(wanted))).compute()
+    found = dict(zip(np.asarray(store.array("object_id").get_coordinate_selection(rows)).tolist(),
+                     rows.tolist(), strict=True))
+    images = store.array("images")
+    out: dict[int, list[np.ndarray]] = {}
+    for feature, object_ids in exemplars.items():
+        out[feature] = [composite(np.asarray(images[found[i]]), store.bands)
+                        for i in object_ids if i in found]
+    return out
+
+
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}",
+                         border=0, classes="t", na_rep="")
+
+
+def _img(name: str, alt: str) -> str:
+    return f'<figure><img src="{html.escape(name)}" alt="{html.escape(alt)}"></figure>'
+
+
+def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
+                 checkpoints: dict[str, Any], catalog_url: str, title: str) -> Path:
+    """Write tables, figures and ``index.html`` into ``out_dir``; return the HTML path.
+
+    ``checkpoints`` maps a sparse model's name to its loaded checkpoint (for the
+    head's equation); models without one get no equation section.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    body: list[str] = []
+    summary: dict[str, Any] = {"rows": aggregates.rows, "seconds": round(aggregates.seconds, 2),
+                               "catalog": catalog_url, "store": store.url, "features": {},
+                               "calibration": {}}
+    for model, stats in aggregates.features.items():
+        body.append(_feature_section(model, stats, store, out_dir, checkpoints.get(model),
+                                     summary))
+    for target, table in aggregates.calibration.items():
+        body.append(_calibration_section(target, table, aggregates, out_dir, summary))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    page = _PAGE.format(title=html.escape(title), rows=aggregates.rows,
+                        catalog=html.escape(catalog_url), store=html.escape(store.url),
+                        body="\n".join(body))
+    path = out_dir / "index.html"
+    path.write_text(page)
+    return path
+
+
+def _feature_section(model: str, stats: dict[str, Any], store: SurveyStore, out: Path,
+                     checkpoint: Any, summary: dict[str, Any]) -> str:
+    per_feature: pd.DataFrame = stats["per_feature"]
+    order = [int(f) for f in stats["order"]]
+    per_feature.sort_values("frequency", ascending=False).to_csv(
+        out / f"features_{model}.csv", index=False)
+    stats["explained"].to_csv(out / f"explained_{model}.csv", index=False)
+    top = [f for f in order if per_feature.loc[f, "frequency"] > 0][:TOP_FEATURES]
+    corr_features = [f for f in order if per_feature.loc[f, "frequency"] > 0][
+        :CORRELATION_FEATURES]
+    names = [str(f) for f in corr_features]
+    pd.DataFrame(stats["feature_corr"][np.ix_(corr_features, corr_features)], index=names,
+                 columns=names).to_csv(out / f"feature_correlations_{model}.csv")
+    labels = list(store.label_names)
+    label_corr = pd.DataFrame(stats["label_corr"][corr_features], index=names,
+                              columns=labels[:stats["label_corr"].shape[1]])
+    label_corr.to_csv(out / f"feature_label_correlations_{model}.csv")
+    parts = [f"<h2>Sparse features of {html.escape(model)}</h2>",
+             f"<p>{stats['n']:,} galaxies; {int((per_feature['frequency'] > 0).sum())} of "
+             f"{len(per_feature)} features ever active.</p>",
+             _img(frequency_figure(per_feature, out, f"frequency_{model}.png"),
+                  "activation frequency"),
+             _table(per_feature.sort_values("frequency", ascending=False).head(12))]
+    if len(stats["explained"]):
+        parts += ["<h3>Variance of each target explained by its most frequent features</h3>",
+                  _img(explained_figure(stats["explained"], out, f"explained_{model}.png"),
+                       "explained variance"), _table(stats["explained"])]
+    if checkpoint is not None:
+        parts.append(_equations(model, checkpoint, top, out, summary))
+    images = exemplar_images(store, {f: stats["exemplars"].get(f, []) for f in top})
+    if images:
+        parts += ["<h3>Top-activating galaxies of the most frequent features</h3>",
+                  _img(montage_figure([(f, images.get(f, [])) for f in top], out,
+                                      f"exemplars_{model}.png"), "exemplar montage")]
+    sample = stats.get("sample")
+    if sample is not None and len(sample):
+        parts += ["<h3>BPT diagram coloured by feature activation</h3>",
+                  _img(bpt_figure(sample, top, out, f"bpt_{model}.png"), "BPT diagrams")]
+    parts += ["<h3>Correlations</h3>",
+              _img(correlation_figure(stats["feature_corr"][np.ix_(corr_features,
+                                                                   corr_features)],
+                                      names, names, out, f"feature_correlations_{model}.png",
+                                      "feature-feature"), "feature correlations"),
+              _img(correlation_figure(label_corr.to_numpy(), names, list(label_corr.columns),
+                                      out, f"feature_label_correlations_{model}.png",
+                                      "feature-label"), "feature-label correlations")]
+    summary["features"][model] = {
+        "n": stats["n"], "top_features": top,
+        "explained": stats["explained"].to_dict(orient="records")}
+    return "\n".join(parts)
+
+
+def _equations(model: str, checkpoint: Any, top: list[int], out: Path,
+               summary: dict[str, Any]) -> str:
+    state = checkpoint.state_dict
+    equations = head_equations(state["head.weight"].numpy(), state["head.bias"].numpy(),
+                               checkpoint.targets)
+    rows, lines = [], []
+    for equation in equations:
+        terms = equation.terms(np.array(top))
+        text = f"{equation.target} = {equation.intercept:.4g} " + " ".join(
+            f"{'+' if w >= 0 else '-'} {abs(w):.3g} f{f}" for f, w in terms)
+        lines.append(f"<pre>{html.escape(text)}</pre>")
+        rows.append({"target": equation.target, "intercept": equation.intercept,
+                     "terms": [{"feature": f, "weight": w} for f, w in terms]})
+    (out / f"equations_{model}.json").write_text(json.dumps(rows, indent=2))
+    summary["features"].setdefault(model, {})
+    return ("<h3>The head's equation in the most frequent features</h3>"
+            "<p>(activations f<i>n</i> are zero unless among the galaxy's top-k)</p>"
+            + "".join(lines))
+
+
+def _calibration_section(target: str, table: pd.DataFrame, aggregates: Aggregates, out: Path,
+                         summary: dict[str, Any]) -> str:
+    table.to_csv(out / f"calibration_{target}.csv", index=False)
+    overall = table[table["group"] == "all"].iloc[0].to_dict() if len(table) else {}
+    summary["calibration"][target] = overall
+    unit = "dz = (mean - truth)/(1 + truth)" if target == "redshift" else "mean - truth"
+    parts = [f"<h2>{html.escape(target)}: point estimates and calibration</h2>",
+             f"<p>Errors are {html.escape(unit)}; outliers |error| &gt; 0.15 and 0.05.</p>"]
+    if target in aggregates.pit_hist:
+        parts.append(_img(pit_figure(aggregates.pit_hist[target], target, out,
+                                     f"pit_{target}.png"), f"PIT histogram of {target}"))
+        if len(table) > 1:
+            parts.append(_img(calibration_figure(table, target, out,
+                                                 f"calibration_{target}.png"),
+                              f"calibration of {target} by bin"))
+    parts.append(_table(table))
+    return "\n".join(parts)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table.t {{ border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }}
+table.t td, table.t th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+figure {{ margin: 0.5em 0; }} img {{ max-width: 100%; }}
+pre {{ background: #f5f5f5; padding: 0.4em; white-space: pre-wrap; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>{rows:,} galaxies of catalog <code>{catalog}</code>, labels from store
+<code>{store}</code>.</p>
+{body}
+</body></html>
+"""

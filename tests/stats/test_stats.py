@@ -1,0 +1,148 @@
+"""Statistics of a catalog against plain NumPy/pandas, qp's metrics, and known calibration."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+from surveyproc.catalog import read_catalog
+from surveyproc.catalog.pdf import grid_centres
+from surveyproc.stats import aggregate_catalog, crps, pit_values
+from surveyproc.stats.report import write_report
+from surveyproc.testing import browser_check, label_store, synthetic_catalog
+
+pytestmark = pytest.mark.slow
+N, F, K = 3000, 24, 4
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, dask_session):
+    root = tmp_path_factory.mktemp("stats")
+    store = label_store(str(root / "labels.zarr"), N, chunk=500, seed=1)
+    synthetic_catalog(str(root / "cat"), store, rows_per_part=1000, n_features=F, k=K)
+    table = read_catalog(str(root / "cat")).to_pandas()
+    labels = pd.DataFrame({name: store.read_column(f"labels/{name}")
+                           for name in store.label_names}).astype(np.float64)
+    return store, root, table, labels, aggregate_catalog(str(root / "cat"), store)
+
+
+def _dense(table):
+    x = np.zeros((len(table), F))
+    for row, (idx, val) in enumerate(zip(table["act_idx"], table["act_val"], strict=True)):
+        x[row, np.asarray(idx)] = val
+    return x
+
+
+def test_feature_statistics_equal_numpy(small):
+    _, _, table, labels, aggregates = small
+    stats = aggregates.features["sfnet"]
+    x = _dense(table)
+    per = stats["per_feature"].set_index("feature")
+    np.testing.assert_allclose(per["frequency"], (x != 0).mean(axis=0))
+    np.testing.assert_allclose(per["max_activation"], x.max(axis=0), rtol=1e-6)
+    active_mean = np.array([x[x[:, f] != 0, f].mean() for f in range(F)])
+    np.testing.assert_allclose(per["mean_activation"], active_mean, rtol=1e-6)
+    np.testing.assert_allclose(stats["feature_corr"], np.corrcoef(x.T), atol=1e-9)
+    for j, name in enumerate(labels.columns):
+        known = labels[name].notna().to_numpy()
+        expected = [np.corrcoef(x[known, f], labels[name][known])[0, 1] for f in range(F)]
+        np.testing.assert_allclose(stats["label_corr"][:, j], expected, atol=1e-9)
+    # variance explained by the top-m features: ordinary least squares with an intercept
+    order = np.argsort(-(x != 0).mean(axis=0), kind="stable")
+    y = labels["metallicity"].to_numpy()
+    known = np.isfinite(y)
+    for _, row in stats["explained"].iterrows():
+        design = np.column_stack([np.ones(known.sum()), x[known][:, order[: int(row.m)]]])
+        beta = np.linalg.lstsq(design, y[known], rcond=None)[0]
+        r2 = 1 - np.var(y[known] - design @ beta) / np.var(y[known])
+        assert row.explained_variance == pytest.approx(r2, abs=1e-8)
+    assert stats["explained"]["explained_variance"].iloc[0] > 0.5  # feature 0 tracks Z
+    # exemplars are the largest activations of each feature
+    for feature, ids in stats["exemplars"].items():
+        expected = np.argsort(-x[:, feature], kind="stable")[: len(ids)]
+        assert sorted(x[ids, feature]) == pytest.approx(sorted(x[expected, feature]))
+
+
+def test_calibration_statistics_equal_numpy_scipy_and_qp(small):
+    _, _, table, labels, aggregates = small
+    z = labels["redshift"].to_numpy()
+    pdf = np.stack(table["redshift_pdf"].to_numpy())
+    pit = pit_values(pdf, z, 0.0, 0.4)
+    row = aggregates.calibration["redshift"].set_index("group").loc["all"]
+    assert row["ks"] == pytest.approx(st.kstest(pit, "uniform").statistic, abs=2e-4)
+    assert row["cvm"] == pytest.approx(st.cramervonmises(pit, "uniform").statistic, rel=1e-3)
+    assert row["coverage_68"] == pytest.approx(np.mean((pit >= 0.16) & (pit <= 0.84)))
+    assert row["coverage_95"] == pytest.approx(np.mean((pit >= 0.025) & (pit <= 0.975)))
+    dz = (table["redshift_mean"].to_numpy() - z) / (1 + z)
+    assert row["bias_mean"] == pytest.approx(dz.mean(), abs=1e-7)
+    assert row["bias_median"] == pytest.approx(np.median(dz), abs=1e-4)
+    nmad = 1.4826 * np.median(np.abs(dz - np.median(dz)))
+    assert row["sigma_nmad"] == pytest.approx(nmad, abs=2e-4)
+    assert row["outlier_frac_0.05"] == pytest.approx(np.mean(np.abs(dz) > 0.05))
+    # CRPS against a brute-force integral of (F - H)^2 on a fine grid
+    fine = np.linspace(0.0, 0.4, 20001)
+    width = 0.4 / pdf.shape[1]
+    cdf = np.cumsum(pdf * width, axis=1)
+    cdf_fine = np.array([np.interp(fine, np.linspace(width, 0.4, pdf.shape[1]), c, left=0)
+                         for c in cdf[:200]])
+    brute = np.trapezoid((cdf_fine - (fine[None] >= z[:200, None])) ** 2, fine, axis=1)
+    np.testing.assert_allclose(crps(pdf[:200], z[:200], 0.0, 0.4), brute, atol=2e-5)
+    assert row["crps"] == pytest.approx(crps(pdf, z, 0.0, 0.4).mean(), rel=1e-9)
+    # by magnitude: the groups partition the galaxies with a magnitude
+    by_mag = aggregates.calibration["redshift"].query("group.str.startswith('r ')")
+    assert by_mag["n"].sum() == N
+
+    qp = pytest.importorskip("qp")
+    ensemble = qp.Ensemble(qp.interp, data={"xvals": grid_centres(0.0, 0.4, 180), "yvals": pdf})
+    pit_qp = qp.metrics.PIT(ensemble, z)
+    # qp reads the PDF as linear between bin centres, surveyproc as constant within bins
+    assert row["ks"] == pytest.approx(pit_qp.evaluate_PIT_KS().statistic, abs=5e-3)
+    assert row["cvm"] == pytest.approx(pit_qp.evaluate_PIT_CvM().statistic, rel=0.1, abs=0.05)
+    with warnings.catch_warnings():  # qp calls scipy's anderson_ksamp the deprecated way
+        warnings.simplefilter("ignore", UserWarning)
+        ad_qp = pit_qp.evaluate_PIT_anderson_ksamp().statistic
+    assert row["ad"] == pytest.approx(ad_qp, rel=0.1, abs=0.3)
+
+
+def test_point_metrics_of_a_regression_target(small):
+    _, _, table, labels, aggregates = small
+    row = aggregates.calibration["metallicity"].iloc[0]
+    y = labels["metallicity"].to_numpy()
+    known = np.isfinite(y)
+    err = table["metallicity_mean"].to_numpy()[known] - y[known]
+    assert row["n"] == known.sum()
+    assert row["bias_mean"] == pytest.approx(err.mean(), abs=1e-6)
+    assert row["sigma_nmad"] == pytest.approx(
+        1.4826 * np.median(np.abs(err - np.median(err))), abs=2e-4)
+    assert "ks" not in aggregates.calibration["metallicity"]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 2.0])
+def test_calibration_separates_calibrated_over_and_under_confident(scale, tmp_path, small):
+    store = small[0]
+    synthetic_catalog(str(tmp_path / "cat"), store, rows_per_part=1500, n_features=F, k=K,
+                      pdf_scale=scale, seed=5)
+    row = aggregate_catalog(str(tmp_path / "cat"), store).calibration["redshift"].iloc[0]
+    if scale == 1.0:  # calibrated: flat PIT, nominal coverage
+        assert row["ks"] < 0.04 and abs(row["coverage_68"] - 0.68) < 0.04
+        assert abs(row["coverage_95"] - 0.95) < 0.03
+    elif scale < 1:  # over-confident: too narrow, truth too often in the tails
+        assert row["ks"] > 0.1 and row["coverage_68"] < 0.5 and row["coverage_95"] < 0.8
+    else:  # under-confident: too wide, truth too often near the middle
+        assert row["ks"] > 0.1 and row["coverage_68"] > 0.9 and row["coverage_95"] > 0.99
+
+
+def test_report_renders_in_a_headless_browser(small, tmp_path):
+    store, root, _, _, aggregates = small
+    page = write_report(aggregates, store, tmp_path / "report", {}, str(root / "cat"), "test")
+    assert (tmp_path / "report" / "summary.json").exists()
+    assert (tmp_path / "report" / "calibration_redshift.csv").exists()
+    check = browser_check(str(page), str(tmp_path / "shot.png"))
+    if check is None:
+        pytest.skip("no headless Chromium (apt-get install chromium-headless-shell)")
+    assert check.images >= 6 and check.broken == [] and check.console == []
+    assert (tmp_path / "shot.png").stat().st_size > 20_000
