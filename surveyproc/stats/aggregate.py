@@ -37,6 +37,8 @@ BPT_LINES = ("flux_nii", "flux_halpha", "flux_oiii", "flux_hbeta")
 MAG_EDGES = (14.0, 16.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 24.0)
 TARGET_BINS = 5
 BPT_SAMPLE = 20_000
+#: Rows reduced at a time within a partition (bounds the working memory of a worker).
+ROWS_PER_STEP = 8192
 
 
 @contextlib.contextmanager
@@ -131,7 +133,23 @@ def _groups(spec: AggregateSpec, target: str, low: float, high: float,
 
 
 def partial_sums(frame: pd.DataFrame, spec: AggregateSpec, seed: int) -> Partial:
-    """All statistics' sums over one partition of the joined frame."""
+    """All statistics' sums over one partition of the joined frame, in slices of
+    :data:`ROWS_PER_STEP` rows: Dask may merge small Parquet parts into large
+    partitions, and a slice's working arrays (PDFs as float64, their CDFs) must
+    stay small whatever the partition size."""
+    total: Partial | None = None
+    n = len(frame)
+    for step, start in enumerate(range(0, max(n, 1), ROWS_PER_STEP)):
+        part = frame.iloc[start:start + ROWS_PER_STEP]
+        sample = -(-spec.sample_rows * len(part) // max(n, 1))
+        result = _slice_sums(part, spec, sample, seed * 100_003 + step)
+        total = result if total is None else total + result
+    assert total is not None
+    return total
+
+
+def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec, sample_rows: int,
+                seed: int) -> Partial:
     n = len(frame)
     label_columns = {name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
                      for name in spec.labels if name in frame}
@@ -156,7 +174,7 @@ def partial_sums(frame: pd.DataFrame, spec: AggregateSpec, seed: int) -> Partial
         labels = {**label_columns, **{t: truth[t] for t in targets}}
         result.features[model] = feature_partial(
             list_values(frame[idx_col]), list_values(frame[val_col]), object_id, labels,
-            list(targets), n_features, spec.sample_rows, bpt, seed)
+            list(targets), n_features, sample_rows, bpt, seed)
     pdf_grids = {t: (low, high) for t, low, high in spec.pdf_targets}
     for target in spec.point_targets:
         point = frame[f"{target}_mean"].to_numpy(dtype=np.float64, na_value=np.nan)
