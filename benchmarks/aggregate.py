@@ -20,45 +20,11 @@ may grow with rows.  Catalogs are made first (and reused with ``--workdir``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import psutil
-
-
-class TreeRSS:
-    """Peak resident memory of this process (the driver) and, separately, of the sum of its
-    children (the Dask workers and their nanny processes), sampled every 0.1 s."""
-
-    def __init__(self) -> None:
-        self.driver = 0
-        self.workers = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                with contextlib.suppress(psutil.Error):  # a child that just exited
-                    total += child.memory_info().rss
-            self.workers = max(self.workers, total)
-            self.driver = max(self.driver, me.memory_info().rss)
-            time.sleep(0.1)
-
-    def __enter__(self) -> TreeRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _sizes(text: str) -> list[int]:
@@ -78,7 +44,7 @@ def main() -> None:
 
     from surveyproc.stats import aggregate_catalog
     from surveyproc.store import open_store
-    from surveyproc.testing import label_store, synthetic_catalog
+    from surveyproc.testing import PeakMemory, label_store, synthetic_catalog
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="surveyproc-agg-bench-"))
     cases = [("scalar + sparse", n, None) for n in _sizes(args.scalar)]
@@ -103,15 +69,15 @@ def main() -> None:
             store = open_store(str(root / f"labels-{n}.zarr"))
             catalog = root / f"catalog-{kind[0]}-{n}"
             size = sum(f.stat().st_size for f in catalog.glob("part-*.parquet"))
-            with TreeRSS() as rss:
+            with PeakMemory(interval=0.1) as rss:
                 t0 = time.perf_counter()
                 aggregates = aggregate_catalog(str(catalog), store)
                 seconds = time.perf_counter() - t0
             assert aggregates.rows == n, (aggregates.rows, n)
-            results.append((kind, n, seconds, rss.workers / 2**20, size / 2**20,
+            results.append((kind, n, seconds, rss.children / 2**20, size / 2**20,
                             rss.driver / 2**20))
             print(f"{kind:16} {n:>11,} rows: {n / seconds:>10,.0f} rows/s, workers' peak "
-                  f"{rss.workers / 2**20:,.0f} MB, driver {rss.driver / 2**20:,.0f} MB",
+                  f"{rss.children / 2**20:,.0f} MB, driver {rss.driver / 2**20:,.0f} MB",
                   flush=True)
 
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; local Dask, "

@@ -29,12 +29,10 @@ import os
 import platform
 import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 from surveyproc.infer import run_inference
@@ -43,7 +41,7 @@ from surveyproc.models import Checkpoint, save_checkpoint
 from surveyproc.ops.ray_runtime import ray_runtime
 from surveyproc.store import SurveyStore
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import moto_server, seeded_checkpoint
+from surveyproc.testing import PeakMemory, moto_server, seeded_checkpoint
 
 GRID = {"low": 0.0, "high": 0.4, "n_bins": 180}
 MODELS = {
@@ -125,41 +123,18 @@ def model_only(checkpoints: list[Checkpoint], store: SurveyStore, args) -> float
     return float(ray.get(remote.remote(checkpoints, pixels, args)))
 
 
-class PeakRSS:
-    """Peak resident memory of this process (the driver), sampled every 50 ms."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, me.memory_info().rss)
-            time.sleep(0.05)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def pipeline(store: SurveyStore, names: list[str], catalog_dir: str, args,
              storage_options: dict | None = None, catalog_out: str | None = None) -> dict:
     """Run inference over ``store`` into ``<catalog_dir>/catalog-<n>`` with the checkpoints
     under ``catalog_out`` (default: ``catalog_dir``)."""
     job = _job(store, names, catalog_out or catalog_dir, f"{catalog_dir}/catalog-{store.n_objects}",
                args, storage_options)
-    with PeakRSS() as driver:
+    with PeakMemory() as memory:
         result = run_inference(job, store)
     busy = sum(r["wall_seconds"] for r in result.reports)
     return {"objects": result.objects_run, "seconds": result.seconds, "busy": busy,
             "steady": result.objects_run / busy, "end_to_end": result.cutouts_per_s,
-            "actor_mb": result.peak_actor_rss_mb, "driver_mb": driver.peak / 2**20,
+            "actor_mb": result.peak_actor_rss_mb, "driver_mb": memory.driver / 2**20,
             "shards": result.n_shards}
 
 

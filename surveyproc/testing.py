@@ -20,7 +20,7 @@ import numpy as np
 
 from .store import CutoutBatch, StoreSpec, StoreWriter, SurveyStore, create_store, open_store
 
-__all__ = ["BrowserCheck", "browser_check", "free_port", "label_store", "moto_server",
+__all__ = ["BrowserCheck", "PeakMemory", "browser_check", "free_port", "label_store", "moto_server",
            "seeded_checkpoint", "synthetic_catalog", "tiny_batch", "tiny_store"]
 
 
@@ -270,6 +270,42 @@ def browser_check(html_path: str, screenshot: str, timeout: float = 60) -> Brows
     images = int(re.search(r"images=(\d+)", check[0]).group(1))  # type: ignore[union-attr]
     broken = json.loads(check[0].split("broken=", 1)[1])
     return BrowserCheck(images, broken, [m for m in messages if m not in check], screenshot)
+
+
+class PeakMemory:
+    """Peak resident memory, sampled every ``interval`` s inside a ``with`` block: of this
+    process (``driver``) and of the sum of its child processes (``children``: local Dask
+    workers, an embedded Ray's processes), in bytes.  For benchmarks."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval = interval
+        self.driver = 0
+        self.children = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a child that just exited
+                    total += child.memory_info().rss
+            self.children = max(self.children, total)
+            self.driver = max(self.driver, me.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def free_port() -> int:
