@@ -177,6 +177,17 @@ class TrainSection(_Section):
                                 "hash) held out for validation.")
     test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share held out for test.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's).")
+    workers: int | None = Field(None, ge=1, description="Ray Train data-parallel workers "
+                                "(TorchTrainer, DDP); None trains in this process.")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker.")
+    use_gpu: bool = Field(False, description="One GPU per worker; bf16 autocast, channels_last.")
+    accumulate: int = Field(1, ge=1, description="Micro-batches per optimiser step "
+                            "(gradient accumulation).")
+    scale_lr: bool = Field(False, description="Each worker takes batch_size samples per "
+                           "micro-batch and lr is multiplied by the workers (linear scaling); "
+                           "otherwise batch_size is the global batch, split across workers.")
+    max_failures: int = Field(2, ge=0, description="Worker failures survived by restarting "
+                              "from the last checkpoint.")
 
 
 class InferSection(_Section):

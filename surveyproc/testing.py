@@ -21,7 +21,7 @@ import numpy as np
 from .store import CutoutBatch, StoreSpec, StoreWriter, SurveyStore, create_store, open_store
 
 __all__ = ["BrowserCheck", "PeakMemory", "browser_check", "free_port", "label_store", "moto_server",
-           "seeded_checkpoint", "synthetic_catalog", "tiny_batch", "tiny_store"]
+           "ray_worker_pids", "seeded_checkpoint", "synthetic_catalog", "tiny_batch", "tiny_store"]
 
 
 def tiny_batch(start: int, stop: int, bands: int = 2, size: int = 8,
@@ -306,6 +306,18 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def ray_worker_pids(title: str) -> list[int]:
+    """PIDs of Ray worker processes whose title starts with ``ray::<title>`` (an actor class),
+    for tests that kill one to check recovery."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if " ".join(proc.info["cmdline"] or []).startswith(f"ray::{title}"):
+            pids.append(proc.pid)
+    return pids
 
 
 def free_port() -> int:

@@ -84,7 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     job = load_job(args.job, args.set)
     store = prepare_store(job)
-    for trained in train_job(job, store, force=args.force):
+    for trained in train_job(job, store, force=args.force, resume=args.resume):
         state = "up to date" if trained.reused else "trained"
         print(f"{trained.name}: {state}, model {trained.model_id}, {trained.url}")
         print(f"    validation: {format_metrics(trained.metrics, 'val')}")
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_arguments(train, "train.epochs=3")
     train.add_argument("--force", action="store_true",
                        help="retrain even when an up-to-date checkpoint exists")
+    train.add_argument("--resume", default=None, metavar="URL",
+                       help="continue Ray Train training from this checkpoint (a directory "
+                            "with state.pt under <output.dir>/ray_train/, or its state.pt)")
     train.set_defaults(func=_cmd_train)
 
     infer = commands.add_parser("infer", help="run the job's trained models over its store",

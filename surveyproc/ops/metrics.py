@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
-__all__ = ["PipelineMetrics"]
+__all__ = ["PipelineMetrics", "TrainMetrics"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +85,50 @@ class PipelineMetrics:
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+class TrainMetrics:
+    """Training metrics per worker, served on ``/metrics`` from a small Ray actor.
+
+    Ray Train workers report to this actor after every epoch (and their running
+    samples/s every few steps); it runs the exporter, so there is one scrape
+    target for the whole training run wherever the workers are.  Create it with
+    ``ray.remote(TrainMetrics).remote(job, host, port)``; ``url()`` says where.
+    """
+
+    def __init__(self, job: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.job = job
+        self.registry = CollectorRegistry()
+        labels = ["job", "rank"]
+        r = self.registry
+        self.epoch = Gauge("surveyproc_train_epoch", "Last finished epoch (1-based).", labels,
+                           registry=r)
+        self.train_loss = Gauge("surveyproc_train_loss", "Mean training loss of the last "
+                                "epoch.", labels, registry=r)
+        self.val_loss = Gauge("surveyproc_train_val_loss", "Validation loss of the last "
+                              "epoch.", labels, registry=r)
+        self.samples = Gauge("surveyproc_train_samples_per_second", "Training samples per "
+                             "second of this worker.", labels, registry=r)
+        self.val_metric = Gauge("surveyproc_train_val_metric", "Validation metrics of the "
+                                "last epoch.", [*labels, "metric"], registry=r)
+        self.server, self.thread = start_http_server(port, addr=host, registry=r)
+        self.address = f"http://{host}:{self.server.server_port}/metrics"
+
+    def url(self) -> str:
+        return self.address
+
+    def record(self, rank: int, values: dict[str, Any]) -> None:
+        """Set the gauges of worker ``rank`` from an epoch's (or a step's) values."""
+        rank_label = str(rank)
+        gauges = {"epoch": self.epoch, "train_loss": self.train_loss,
+                  "val_loss": self.val_loss, "samples_per_s": self.samples}
+        for key, gauge in gauges.items():
+            if key in values:
+                gauge.labels(self.job, rank_label).set(float(values[key]))
+        for key, value in values.items():
+            if key.startswith("val_") and key != "val_loss":
+                self.val_metric.labels(self.job, rank_label, key[4:]).set(float(value))
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

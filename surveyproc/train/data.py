@@ -121,6 +121,8 @@ class StoreBatches:
         yield from self._cut(parts, rng, final=True)
 
     def _cut(self, parts: list, rng: np.random.Generator, final: bool):
+        if not parts:  # no rows of this split (e.g. a worker that does not validate)
+            return
         images = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts])
         ids = np.concatenate([p[2] for p in parts])

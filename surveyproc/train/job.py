@@ -42,10 +42,11 @@ from ..models.readouts import sfnet_readouts
 from ..models.sfnet import SFNet
 from ..store import SurveyStore
 from .data import StoreBatches, target_statistics
-from .loop import TrainConfig, evaluate, fit, seed_everything
+from .loop import FitResult, TrainConfig, evaluate, fit, seed_everything
 from .tasks import DensityTask, RegressionTask, Task
 
-__all__ = ["TrainedModel", "checkpoint_url", "train_job", "train_model"]
+__all__ = ["TrainedModel", "TrainingPlan", "checkpoint_url", "finish_training", "plan_training",
+           "train_job", "train_model"]
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +90,49 @@ def _normalization(batches: StoreBatches) -> Normalization:
     return Normalization.fit(np.concatenate(sample)[:NORMALIZATION_SAMPLE])
 
 
-def train_model(store: SurveyStore, section: ModelSection, train: TrainSection, *,
-                url: str, storage_options: dict[str, Any] | None = None,
-                force: bool = False) -> TrainedModel:
-    """Train one model on ``store`` and save its checkpoint to ``url``."""
-    fingerprint = _fingerprint(section, train, store)
-    if not force:
-        try:
-            existing = load_checkpoint(url, storage_options)
-        except CheckpointNotFoundError:
-            existing = None
-        if existing is not None and existing.provenance.get("fingerprint") == fingerprint:
-            log.info("model %s: checkpoint %s is up to date (model %s); not retraining",
-                     section.name, url, existing.model_id)
-            return TrainedModel(section.name, url, existing.model_id, existing.metrics, True)
-    if train.threads:
-        torch.set_num_threads(train.threads)
+@dataclass
+class TrainingPlan:
+    """Everything both trainers (single process and Ray Train) need, fixed before training."""
+
+    store: SurveyStore
+    section: ModelSection
+    train: TrainSection
+    specs: list
+    infos: list[TargetInfo]
+    usable: int
+    normalization: Normalization
+    config: dict[str, Any]
+    shards: list
+    fingerprint: str
+
+    def stream(self, split: str, shuffle: bool, shards=None, batch_size: int | None = None,
+               seed: int | None = None) -> StoreBatches:
+        t = self.train
+        return StoreBatches(self.store, self.shards if shards is None else shards, split,
+                            self.specs, self.normalization, t.val_fraction, t.test_fraction,
+                            batch_size=batch_size or t.batch_size, shuffle=shuffle,
+                            seed=t.seed if seed is None else seed)
+
+    def task(self) -> Task:
+        if model_entry(self.section.kind).task == "density":
+            grid = self.section.grid or _missing_grid(self.section)
+            return DensityTask(Grid(grid.low, grid.high, grid.n_bins), self.infos[0])
+        return RegressionTask(self.infos)
+
+    def fit_config(self) -> TrainConfig:
+        t = self.train
+        return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                           weight_decay=t.weight_decay, flat_fraction=t.flat_fraction,
+                           patience=t.patience, seed=t.seed, augment=t.augment)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.usable / self.train.batch_size)
+
+
+def plan_training(store: SurveyStore, section: ModelSection, train: TrainSection
+                  ) -> TrainingPlan:
+    """Resolve targets, standardise them on the training split, fit the input normalisation."""
     units = store.attrs.get("label_units", {})
     specs = resolve_targets(section.targets, store.label_names, units)
     mean, std, usable = target_statistics(store, specs, train.val_fraction, train.test_fraction)
@@ -114,54 +142,75 @@ def train_model(store: SurveyStore, section: ModelSection, train: TrainSection, 
         raise InvalidParameterError(msg)
     infos = [TargetInfo(s.name, s.unit, float(m), float(d)) for s, m, d in zip(specs, mean, std,
                                                                                strict=True)]
-    shards = store.plan_shards()
+    plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization((1.0,)),
+                        section.build_config(len(store.bands)), store.plan_shards(),
+                        _fingerprint(section, train, store))
+    plan.normalization = _normalization(plan.stream("train", False))
+    return plan
 
-    def stream(split: str, shuffle: bool, normalization: Normalization) -> StoreBatches:
-        return StoreBatches(store, shards, split, specs, normalization, train.val_fraction,
-                            train.test_fraction, batch_size=train.batch_size, shuffle=shuffle,
-                            seed=train.seed)
 
-    normalization = _normalization(stream("train", False, Normalization((1.0,))))
-    config = section.build_config(len(store.bands))
+def _up_to_date(section: ModelSection, url: str, storage_options: dict[str, Any] | None,
+                fingerprint: str) -> TrainedModel | None:
+    try:
+        existing = load_checkpoint(url, storage_options)
+    except CheckpointNotFoundError:
+        return None
+    if existing.provenance.get("fingerprint") != fingerprint:
+        return None
+    log.info("model %s: checkpoint %s is up to date (model %s); not retraining",
+             section.name, url, existing.model_id)
+    return TrainedModel(section.name, url, existing.model_id, existing.metrics, True)
+
+
+def train_model(store: SurveyStore, section: ModelSection, train: TrainSection, *,
+                url: str, storage_options: dict[str, Any] | None = None,
+                force: bool = False) -> TrainedModel:
+    """Train one model on ``store`` in this process and save its checkpoint to ``url``."""
+    if not force:
+        done = _up_to_date(section, url, storage_options, _fingerprint(section, train, store))
+        if done is not None:
+            return done
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    plan = plan_training(store, section, train)
     seed_everything(train.seed)
-    model = get_model(section.kind, **config)
-    task: Task
-    if model_entry(section.kind).task == "density":
-        grid = section.grid or _missing_grid(section)
-        task = DensityTask(Grid(grid.low, grid.high, grid.n_bins), infos[0])
-    else:
-        task = RegressionTask(infos)
-    train_stream = stream("train", True, normalization)
-    val_stream = stream("val", False, normalization)
+    model = get_model(section.kind, **plan.config)
     started = time.perf_counter()
-    result = fit(model, task, train_stream.epoch, val_stream.epoch,
-                 TrainConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr,
-                             weight_decay=train.weight_decay,
-                             flat_fraction=train.flat_fraction, patience=train.patience,
-                             seed=train.seed, augment=train.augment),
-                 steps_per_epoch=math.ceil(usable / train.batch_size), desc=section.name)
+    result = fit(model, plan.task(), plan.stream("train", True).epoch,
+                 plan.stream("val", False).epoch, plan.fit_config(),
+                 steps_per_epoch=plan.steps_per_epoch, desc=section.name)
+    return finish_training(plan, model, result, url=url, storage_options=storage_options,
+                           seconds=time.perf_counter() - started)
+
+
+def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResult, *,
+                    url: str, storage_options: dict[str, Any] | None, seconds: float,
+                    extra_provenance: dict[str, Any] | None = None) -> TrainedModel:
+    """Score the best model on the test split, read out an SFNet, save the checkpoint."""
+    task = plan.task()
+    train = plan.train
     metrics: dict[str, Any] = {"val": result.best.val_metrics, "best_epoch": result.best_epoch,
                                "epochs_run": len(result.history),
                                "train_samples_per_s": result.best.samples_per_s}
     if train.test_fraction > 0:
-        _, predictions, targets, _ = evaluate(model, task, stream("test", False,
-                                                                  normalization).epoch())
+        _, predictions, targets, _ = evaluate(model, task, plan.stream("test", False).epoch())
         metrics["test"] = task.metrics(predictions, targets) if len(targets) else {}
     if isinstance(model, SFNet):
-        metrics["readouts"] = _readouts(model, infos, store,
-                                        stream("val", False, normalization).epoch())
+        metrics["readouts"] = _readouts(model, plan.infos, plan.store,
+                                        plan.stream("val", False).epoch())
     checkpoint = Checkpoint(
-        kind=section.kind, config=config, bands=list(store.bands),
-        image_size=[store.layout.height, store.layout.width], normalization=normalization,
-        targets=infos, state_dict=result.best_state, metrics=metrics,
-        provenance={"fingerprint": fingerprint, "store": store.url, "name": section.name,
-                    "train": train.model_dump(), "training_galaxies": usable,
-                    "seconds": round(time.perf_counter() - started, 1),
+        kind=plan.section.kind, config=plan.config, bands=list(plan.store.bands),
+        image_size=[plan.store.layout.height, plan.store.layout.width],
+        normalization=plan.normalization, targets=plan.infos, state_dict=result.best_state,
+        metrics=metrics,
+        provenance={"fingerprint": plan.fingerprint, "store": plan.store.url,
+                    "name": plan.section.name, "train": train.model_dump(),
+                    "training_galaxies": plan.usable, "seconds": round(seconds, 1),
                     "surveyproc_version": __version__, "torch_version": torch.__version__,
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), **(extra_provenance or {})},
     )
     model_id = save_checkpoint(checkpoint, url, storage_options)
-    return TrainedModel(section.name, url, model_id, metrics)
+    return TrainedModel(plan.section.name, url, model_id, metrics)
 
 
 @torch.inference_mode()
@@ -186,11 +235,24 @@ def _readouts(model: SFNet, infos: list[TargetInfo], store: SurveyStore, batches
                           infos, is_agn)
 
 
-def train_job(job: JobSpec, store: SurveyStore, *, force: bool = False) -> list[TrainedModel]:
-    """Train every model of ``job`` on ``store`` (skipping up-to-date checkpoints)."""
+def train_job(job: JobSpec, store: SurveyStore, *, force: bool = False,
+              resume: str | None = None) -> list[TrainedModel]:
+    """Train every model of ``job`` on ``store`` (skipping up-to-date checkpoints): in this
+    process, or on Ray Train when ``train.workers`` is set."""
     if not job.models:
         msg = f"job {job.name} names no models to train (add a 'models' section)"
         raise InvalidParameterError(msg)
+    if resume is not None and (len(job.models) != 1 or not job.train.workers):
+        msg = "--resume needs a job with one model and train.workers set (Ray Train)"
+        raise InvalidParameterError(msg)
+    if job.train.workers:
+        from ..ops.ray_runtime import ray_runtime
+        from .distributed import train_model_distributed
+
+        with ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus,
+                         dashboard=job.ray.dashboard):
+            return [train_model_distributed(job, store, section, force=force, resume=resume)
+                    for section in job.models]
     return [train_model(store, section, job.train, url=checkpoint_url(job, section.name),
                         storage_options=job.output.storage_options, force=force)
             for section in job.models]

@@ -11,6 +11,7 @@ own shard streams.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -26,7 +27,8 @@ from ..ops.progress import progress_bar
 from .augment import dihedral
 from .tasks import Task
 
-__all__ = ["EpochResult", "FitResult", "TrainConfig", "evaluate", "fit", "seed_everything"]
+__all__ = ["Distribution", "EpochResult", "FitResult", "TrainConfig", "TrainingState", "evaluate",
+           "fit", "seed_everything"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor, Any]]
 
@@ -94,16 +96,107 @@ def evaluate(model: nn.Module, task: Task, batches: Batches) -> tuple[float, np.
     """Mean loss, predictions, targets and ids over ``batches`` (model in eval mode)."""
     model.eval()
     losses, weights, predictions, targets, ids = [], [], [], [], []
-    for x, y, object_id in batches:
-        losses.append(float(task.loss(model, x, y)))
+    for x_cpu, y_cpu, object_id in batches:
+        x, y = _on_device(model, x_cpu, y_cpu)
+        with _autocast(x):
+            losses.append(float(task.loss(model, x, y)))
         weights.append(len(y))
-        predictions.append(task.predict(model, x))
-        targets.append(y.numpy())
+        with _autocast(x):
+            predictions.append(task.predict(model, x))
+        targets.append(y_cpu.numpy())
         ids.append(np.asarray(object_id))
     if not weights:
         return float("nan"), np.empty((0, 0)), np.empty((0, 0)), np.empty(0)
     return (float(np.average(losses, weights=weights)), np.concatenate(predictions),
             np.concatenate(targets), np.concatenate(ids))
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands after an epoch: enough to resume it exactly there."""
+
+    epoch: int  # the last finished epoch
+    model: dict[str, torch.Tensor]  # the weights now (not the best ones)
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_loss: float
+    since_best: int
+    history: list[EpochResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tensors and JSON-able values only (``torch.load(weights_only=True)`` reads it)."""
+        return {"epoch": self.epoch, "model": self.model, "optimizer": self.optimizer,
+                "scheduler": self.scheduler,
+                "best_state": self.best_state, "best_epoch": self.best_epoch,
+                "best_loss": self.best_loss, "since_best": self.since_best,
+                "history": [e.__dict__ for e in self.history]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingState:
+        return cls(int(data["epoch"]), data["model"], data["optimizer"], data["scheduler"],
+                   data["best_state"],
+                   int(data["best_epoch"]), float(data["best_loss"]), int(data["since_best"]),
+                   [EpochResult(**e) for e in data["history"]])
+
+
+@dataclass
+class Distribution:
+    """How a data-parallel worker takes part in :func:`fit` (defaults: one process).
+
+    ``main`` shows progress and reports; ``exact_steps`` makes every worker take
+    exactly ``steps_per_epoch`` optimiser steps (cycling through its shards when
+    they run out first), so no worker waits in a collective that others skip;
+    ``agree(val_loss, metrics)`` returns the values every worker must act on
+    (the main worker's, in distributed training) so early stopping agrees.
+    """
+
+    main: bool = True
+    exact_steps: bool = False
+    accumulate: int = 1
+    agree: Callable[[float, dict[str, float]], tuple[float, dict[str, float]]] | None = None
+
+
+def _on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch to the model's device (channels_last on CUDA)."""
+    device = next(model.parameters()).device
+    if device.type == "cpu":
+        return x, y
+    x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+def _autocast(x: torch.Tensor):
+    """bf16 autocast on CUDA; nothing on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model itself when wrapped (DistributedDataParallel keeps it in ``.module``)."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def _steps(train_batches: Callable[[int], Batches], epoch: int, steps: int,
+           exact: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor, Any]]:
+    if not exact:
+        yield from train_batches(epoch)
+        return
+    done, cycle = 0, 0
+    while done < steps:
+        produced = False
+        for batch in train_batches(epoch + 1000 * cycle):
+            produced = True
+            yield batch
+            done += 1
+            if done >= steps:
+                return
+        if not produced:
+            msg = "a training worker has no training galaxies in its shards"
+            raise RuntimeError(msg)
+        cycle += 1
 
 
 def fit(
@@ -115,57 +208,97 @@ def fit(
     steps_per_epoch: int,
     *,
     desc: str = "train",
-    on_epoch: Callable[[EpochResult, nn.Module], None] | None = None,
+    on_epoch: Callable[[EpochResult, nn.Module, Callable[[], TrainingState]], None]
+    | None = None,
+    start: TrainingState | None = None,
+    distribution: Distribution | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return the best state by validation loss.
 
     ``train_batches(epoch)`` yields the epoch's (x, y, ids) minibatches;
-    ``val_batches()`` the validation ones.  ``on_epoch`` is called after each
-    validation (checkpointing, metrics export).
+    ``val_batches()`` the validation ones.  ``on_epoch(result, model, state)``
+    is called after each validation (``state()`` builds the resumable
+    :class:`TrainingState`: checkpointing, metrics export).  ``start`` resumes
+    after its epoch; ``distribution`` says how a data-parallel worker takes part.
     """
+    dist = distribution or Distribution()
+    core = _unwrap(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     total = max(1, steps_per_epoch * config.epochs)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                  flat_then_cosine(total, config.flat_fraction))
     generator = torch.Generator().manual_seed(config.seed)
-    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0)
-    best_loss, since_best = math.inf, 0
-    for epoch in range(config.epochs):
+    result = FitResult(best_state=copy.deepcopy(core.state_dict()), best_epoch=0)
+    best_loss, since_best, first = math.inf, 0, 0
+    if start is not None:
+        core.load_state_dict(start.model)
+        optimizer.load_state_dict(start.optimizer)
+        schedule.load_state_dict(start.scheduler)
+        result = FitResult(best_state=start.best_state, best_epoch=start.best_epoch,
+                           history=list(start.history))
+        best_loss, since_best, first = start.best_loss, start.since_best, start.epoch + 1
+        if since_best >= config.patience:
+            first = config.epochs  # it had already stopped early
+    accumulate = max(1, dist.accumulate)
+    for epoch in range(first, config.epochs):
+        # augmentation draws depend on (seed, epoch) only, so a resumed run repeats them
+        generator.manual_seed(config.seed + 7919 * epoch)
         model.train()
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        with progress_bar(total=steps_per_epoch, desc=f"{desc} {epoch + 1}/{config.epochs}",
+        bar_total = steps_per_epoch * accumulate if dist.main else 0
+        with progress_bar(total=bar_total, desc=f"{desc} {epoch + 1}/{config.epochs}",
                           unit="step") as bar:
-            for x, y, _ in train_batches(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            for step, (x, y, _) in enumerate(_steps(train_batches, epoch,
+                                                    steps_per_epoch * accumulate,
+                                                    dist.exact_steps)):
                 if config.augment:
                     x = dihedral(x, generator)
-                loss = task.loss(model, x, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if schedule.last_epoch < total:
-                    schedule.step()
+                x, y = _on_device(core, x, y)
+                last_micro = (step + 1) % accumulate == 0
+                sync = getattr(model, "no_sync", None)
+                context = sync() if sync is not None and not last_micro else \
+                    contextlib.nullcontext()
+                with context:
+                    with _autocast(x):
+                        loss = task.loss(model, x, y)
+                    (loss / accumulate).backward()
+                if last_micro:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if schedule.last_epoch < total:
+                        schedule.step()
                 value = float(loss.detach())
                 seen += len(y)
                 loss_sum += value * len(y)
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         seconds = time.perf_counter() - started
-        val_loss, predictions, targets, _ = evaluate(model, task, val_batches())
+        val_loss, predictions, targets, _ = evaluate(core, task, val_batches())
         metrics = task.metrics(predictions, targets) if len(targets) else {}
+        if dist.agree is not None:
+            val_loss, metrics = dist.agree(val_loss, metrics)
         epoch_result = EpochResult(epoch, loss_sum / max(seen, 1), val_loss, metrics, seconds,
                                    seen / max(seconds, 1e-9))
         result.history.append(epoch_result)
         if val_loss < best_loss:
             best_loss, since_best = val_loss, 0
-            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_state = copy.deepcopy(core.state_dict())
             result.best_epoch = epoch
         else:
             since_best += 1
         if on_epoch is not None:
-            on_epoch(epoch_result, model)
+            def state(epoch: int = epoch, best: float = best_loss,
+                      waited: int = since_best) -> TrainingState:
+                return TrainingState(epoch, copy.deepcopy(core.state_dict()),
+                                     optimizer.state_dict(), schedule.state_dict(),
+                                     result.best_state, result.best_epoch, best, waited,
+                                     list(result.history))
+
+            on_epoch(epoch_result, core, state)
         if since_best >= config.patience:
             result.stopped_early = True
             break
-    model.load_state_dict(result.best_state)
+    core.load_state_dict(result.best_state)
     return result

@@ -33,14 +33,15 @@ class RegressionTask:
         self._std = torch.tensor([t.std for t in self.targets], dtype=torch.float32)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        prediction = model(x).prediction
-        z = (y - self._mean) / self._std
+        prediction = model(x).prediction.float()
+        z = (y - self._mean.to(y.device)) / self._std.to(y.device)
         known = torch.isfinite(z)
         return ((prediction - torch.nan_to_num(z)) ** 2 * known).sum() / known.sum().clamp(min=1)
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         """(batch, targets) predictions in the targets' units."""
-        return (model(x).prediction * self._std + self._mean).numpy()
+        prediction = model(x).prediction.float().cpu()
+        return (prediction * self._std + self._mean).numpy()
 
     def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -59,7 +60,7 @@ class DensityTask:
     target: TargetInfo
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = model(x).logits
+        logits = model(x).logits.float()
         known = torch.isfinite(y[:, 0])
         if not known.any():
             return logits.sum() * 0.0
@@ -68,7 +69,7 @@ class DensityTask:
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         """(batch, bins) PDFs on the grid."""
-        return cast(BinnedDensity, model).pdf(x).numpy()
+        return cast(BinnedDensity, model).pdf(x).float().cpu().numpy()
 
     def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]:
         known = np.isfinite(y[:, 0])

@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow.compute as pc
 import pytest
 import torch
@@ -29,7 +28,7 @@ from surveyproc.infer import run_inference
 from surveyproc.jobs import JobSpec
 from surveyproc.models import save_checkpoint
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import free_port, seeded_checkpoint, tiny_store
+from surveyproc.testing import free_port, ray_worker_pids, seeded_checkpoint, tiny_store
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -226,15 +225,6 @@ def test_a_three_node_cluster_writes_the_same_catalog(survey, clean_run):
             assert multinode.column(name).equals(clean.column(name)), name
 
 
-def _actor_pids() -> list[int]:
-    pids = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if cmdline.startswith("ray::InferenceActor"):
-            pids.append(proc.pid)
-    return pids
-
-
 def test_a_killed_actor_is_replaced_and_its_shard_rerun(survey, clean_run):
     store, root = survey
     catalog = root / "killed"
@@ -246,7 +236,7 @@ def test_a_killed_actor_is_replaced_and_its_shard_rerun(survey, clean_run):
     killed = None
     while runner.is_alive() and killed is None:
         committed = list((catalog / "_committed").glob("*.json")) if catalog.exists() else []
-        pids = _actor_pids()
+        pids = ray_worker_pids("InferenceActor")
         if committed and pids:  # mid-run: some shards in, more to go
             killed = pids[0]
             os.kill(killed, signal.SIGKILL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from torch import nn
 from surveyproc.models import TargetInfo
 from surveyproc.models.sfnet import RegressionOutput
 from surveyproc.train import RegressionTask, TrainConfig, fit
-from surveyproc.train.loop import flat_then_cosine
+from surveyproc.train.loop import Distribution, TrainingState, flat_then_cosine
 
 
 class Linear(nn.Module):
@@ -61,3 +62,58 @@ def test_early_stopping_when_validation_stops_improving():
                  TrainConfig(epochs=50, lr=0.05, augment=False, patience=2), steps_per_epoch=8)
     assert result.stopped_early
     assert len(result.history) == result.best_epoch + 3
+
+
+class _Crash(Exception):
+    pass
+
+
+def _run(epochs: int, start=None, accumulate: int = 1, batches=None, augment: bool = True,
+         crash_after: int | None = None):
+    """Train the tiny model; ``crash_after`` raises after that many epochs, like a lost worker."""
+    torch.manual_seed(0)
+    model = Linear()
+    task = RegressionTask([TargetInfo("y", "", 3.0, 2.3)])
+    data = batches or _data(0)
+    states = []
+
+    def on_epoch(result, module, state):
+        states.append(state())
+        if crash_after is not None and len(states) == crash_after:
+            raise _Crash
+
+    def epoch_batches(epoch):  # a different order every epoch, as the store streams do
+        return data if batches else data[epoch % 2:] + data[:epoch % 2]
+
+    try:
+        result = fit(model, task, epoch_batches, lambda: _data(1),
+                     TrainConfig(epochs=epochs, lr=0.05, augment=augment, patience=30),
+                     steps_per_epoch=len(data) // accumulate, start=start, on_epoch=on_epoch,
+                     distribution=Distribution(accumulate=accumulate))
+    except _Crash:
+        result = None
+    return model, result, states
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one():
+    straight, whole, _ = _run(4)
+    _, crashed, states = _run(4, crash_after=2)
+    assert crashed is None and len(states) == 2
+    # the state after epoch 2 survives a round trip through bytes (weights_only)
+    buffer = io.BytesIO()
+    torch.save(states[-1].to_dict(), buffer)
+    state = TrainingState.from_dict(torch.load(io.BytesIO(buffer.getvalue()),
+                                               weights_only=True))
+    resumed, result, _ = _run(4, start=state)
+    assert [e.epoch for e in result.history] == [0, 1, 2, 3]
+    assert torch.equal(straight.layer.weight, resumed.layer.weight)
+    assert result.best_epoch == whole.best_epoch
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+    data = _data(0)
+    halves = [(x[i:i + 16], y[i:i + 16], ids[i:i + 16]) for x, y, ids in data for i in (0, 16)]
+    full, _, _ = _run(2, batches=data, augment=False)
+    accumulated, _, _ = _run(2, batches=halves, accumulate=2, augment=False)
+    # two half batches accumulated make the same optimiser steps as one whole batch
+    assert torch.allclose(full.layer.weight, accumulated.layer.weight, atol=1e-5)
