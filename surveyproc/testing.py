@@ -20,8 +20,9 @@ import numpy as np
 
 from .store import CutoutBatch, StoreSpec, StoreWriter, SurveyStore, create_store, open_store
 
-__all__ = ["BrowserCheck", "PeakMemory", "browser_check", "free_port", "label_store", "moto_server",
-           "ray_worker_pids", "seeded_checkpoint", "synthetic_catalog", "tiny_batch", "tiny_store"]
+__all__ = ["BrowserCheck", "PeakMemory", "browser_check", "free_port", "label_store",
+           "moto_server", "prometheus_server", "ray_worker_pids", "seeded_checkpoint",
+           "synthetic_catalog", "tiny_batch", "tiny_store"]
 
 
 def tiny_batch(start: int, stop: int, bands: int = 2, size: int = 8,
@@ -308,6 +309,32 @@ class PeakMemory:
         self._thread.join()
 
 
+@contextlib.contextmanager
+def prometheus_server(targets: list[str], workdir: str, timeout: float = 30.0
+                      ) -> Iterator[str] | Iterator[None]:
+    """Run a real Prometheus on 127.0.0.1 scraping ``targets`` (``host:port``) every second;
+    yield its URL, or None when no ``prometheus`` binary is installed.  Stopped by PID."""
+    import shutil
+    from pathlib import Path
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        yield None
+        return
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                      "scrape_configs:\n  - job_name: surveyproc\n    static_configs:\n"
+                      f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [binary, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}"]
+    with _server_process(command, f"{url}/-/ready", "prometheus", timeout):
+        yield url
+
+
 def ray_worker_pids(title: str) -> list[int]:
     """PIDs of Ray worker processes whose title starts with ``ray::<title>`` (an actor class),
     for tests that kill one to check recovery."""
@@ -328,6 +355,33 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def _server_process(command: list[str], ready_url: str, name: str,
+                    timeout: float) -> Iterator[None]:
+    """Start ``command``, wait until ``ready_url`` answers, and stop it by PID on exit."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    msg = f"{name} did not start ({ready_url})"
+                    raise RuntimeError(msg) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def moto_server(timeout: float = 30.0) -> Iterator[str]:
     """Run moto's S3-compatible server on 127.0.0.1 in a subprocess; yield its endpoint URL.
 
@@ -336,27 +390,6 @@ def moto_server(timeout: float = 30.0) -> Iterator[str]:
     """
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    msg = f"moto server did not start on {endpoint}"
-                    raise RuntimeError(msg) from None
-                time.sleep(0.2)
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _server_process(command, f"{endpoint}/moto-api/", "moto server", timeout):
         yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -4,7 +4,8 @@ The driver owns the exporter: actors measure their own work (read, model,
 write seconds, bytes, CPU time) and send it back with each finished shard,
 so there is one scrape target per job however many actors run, and nothing
 to discover on the cluster.  Names follow DESIGN.md (``surveyproc_`` prefix);
-every series carries the job name as a label.  Each run has its own registry,
+every series carries the job name as the label ``job_name`` (Prometheus
+keeps ``job`` for the scrape job).  Each run has its own registry,
 so several runs in one process (tests, notebooks) never collide.
 """
 
@@ -35,7 +36,7 @@ class PipelineMetrics:
         self.job = job
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry, namespace="surveyproc_driver")
-        r, labels = self.registry, ["job"]
+        r, labels = self.registry, ["job_name"]
 
         def counter(name: str, doc: str) -> Any:
             return Counter(f"surveyproc_{name}", doc, labels, registry=r).labels(job)
@@ -56,7 +57,7 @@ class PipelineMetrics:
         self.cpu = gauge("actor_cpu_utilisation",
                          "CPU seconds per wall second of the last shard's actor.")
         self.latency = Histogram("surveyproc_stage_seconds", "Seconds per batch (read, model) "
-                                 "or per shard part (write).", ["job", "stage"], registry=r,
+                                 "or per shard part (write).", ["job_name", "stage"], registry=r,
                                  buckets=LATENCY_BUCKETS)
 
     def record_shard(self, report: dict[str, Any]) -> None:
@@ -99,7 +100,7 @@ class TrainMetrics:
     def __init__(self, job: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.job = job
         self.registry = CollectorRegistry()
-        labels = ["job", "rank"]
+        labels = ["job_name", "rank"]
         r = self.registry
         self.epoch = Gauge("surveyproc_train_epoch", "Last finished epoch (1-based).", labels,
                            registry=r)
