@@ -88,6 +88,8 @@ class InferResult:
     metrics_url: str | None = None
     retries: int = 0  # shards handed out again after their actor died or failed
     peak_actor_rss_mb: float = 0.0
+    #: One summary per shard run (index, rows, node, seconds, memory); the per-batch
+    #: latencies go to the metrics only, so a million-shard run keeps little here.
     reports: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -203,7 +205,8 @@ def run_inference(job: JobSpec, store: SurveyStore) -> InferResult:
             result.shards_run += 1
             result.objects_run += report["rows"]
             result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report["peak_rss_mb"])
-            result.reports.append(report)
+            result.reports.append({k: v for k, v in report.items()
+                                   if k not in ("read_seconds", "model_seconds")})
             bar.update(report["rows"])
             elapsed = time.perf_counter() - started
             metrics.rate.set(result.objects_run / elapsed if elapsed > 0 else 0.0)
