@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GAUSSIAN_Q16", "grid_centres", "summarize_pdfs"]
+__all__ = ["GAUSSIAN_Q16", "bin_mass", "cdf_at_edges", "grid_centres", "summarize_pdfs"]
 
 #: The 16th/84th percentiles of a Gaussian lie this many sigma from its mean.
 GAUSSIAN_Q16 = 0.994457883
@@ -20,6 +20,23 @@ GAUSSIAN_Q16 = 0.994457883
 def grid_centres(low: float, high: float, n_bins: int) -> np.ndarray:
     width = (high - low) / n_bins
     return low + width * (np.arange(n_bins) + 0.5)
+
+
+def bin_mass(pdf: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float]:
+    """Probability in each bin (rows sum to 1; a row with no mass becomes uniform) and
+    the bin width."""
+    pdf = np.asarray(pdf, dtype=np.float64)
+    n_bins = pdf.shape[1]
+    width = (high - low) / n_bins
+    mass = np.clip(pdf, 0.0, None) * width
+    total = mass.sum(axis=1, keepdims=True)
+    mass = np.divide(mass, total, out=np.full_like(mass, 1.0 / n_bins), where=total > 0)
+    return mass, width
+
+
+def cdf_at_edges(mass: np.ndarray) -> np.ndarray:
+    """(n, bins + 1) CDF at the bin edges, from :func:`bin_mass`."""
+    return np.concatenate([np.zeros((len(mass), 1)), np.cumsum(mass, axis=1)], axis=1)
 
 
 def summarize_pdfs(pdf: np.ndarray, low: float, high: float,
@@ -37,17 +54,13 @@ def summarize_pdfs(pdf: np.ndarray, low: float, high: float,
     >>> float(mean[0]), round(float(std[0]), 4), float(q50[0])
     (0.375, 0.0722, 0.375)
     """
-    pdf = np.asarray(pdf, dtype=np.float64)
-    n_bins = pdf.shape[1]
-    width = (high - low) / n_bins
-    mass = np.clip(pdf, 0.0, None) * width
-    total = mass.sum(axis=1, keepdims=True)
-    mass = np.divide(mass, total, out=np.full_like(mass, 1.0 / n_bins), where=total > 0)
+    mass, width = bin_mass(pdf, low, high)
+    n_bins = mass.shape[1]
     centres = grid_centres(low, high, n_bins)
     mean = mass @ centres
     # Variance of a piecewise-constant density: between-bin spread + width^2/12 within bins.
     var = mass @ centres**2 - mean**2 + width**2 / 12
-    cdf = np.concatenate([np.zeros((len(mass), 1)), np.cumsum(mass, axis=1)], axis=1)
+    cdf = cdf_at_edges(mass)
     edges = low + width * np.arange(n_bins + 1)
     out = []
     rows = np.arange(len(mass))

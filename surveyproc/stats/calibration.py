@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..catalog.pdf import bin_mass, cdf_at_edges
+
 __all__ = ["CalibrationSums", "anderson_ksamp_binned", "calibration_partial", "crps",
            "finish_calibration", "pit_values"]
 
@@ -34,12 +36,8 @@ DZ_BINS = 20_000
 
 
 def _cdf_edges(pdf: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float]:
-    n_bins = pdf.shape[1]
-    width = (high - low) / n_bins
-    mass = np.clip(pdf.astype(np.float64), 0.0, None) * width
-    total = mass.sum(axis=1, keepdims=True)
-    mass = np.divide(mass, total, out=np.full_like(mass, 1.0 / n_bins), where=total > 0)
-    return np.concatenate([np.zeros((len(mass), 1)), np.cumsum(mass, axis=1)], axis=1), width
+    mass, width = bin_mass(pdf, low, high)
+    return cdf_at_edges(mass), width
 
 
 def pit_values(pdf: np.ndarray, truth: np.ndarray, low: float, high: float) -> np.ndarray:

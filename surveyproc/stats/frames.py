@@ -57,16 +57,16 @@ def labels_frame(store: SurveyStore, columns: Sequence[str]) -> dd.DataFrame:
     stacked = da.stack([ids.astype(np.float64), *arrays], axis=1) if arrays else ids[:, None]
     frame = dd.from_dask_array(stacked, columns=["object_id", *names])
     frame["object_id"] = frame["object_id"].astype(np.int64)
-    divisions = _sorted_divisions(store, rows)
+    divisions = _sorted_divisions(store, ids, rows)
     if divisions is None:
         log.info("store %s: object ids are not increasing; joining by hash", store.url)
         return frame.set_index("object_id")
     return frame.set_index("object_id", sorted=True, divisions=divisions)
 
 
-def _sorted_divisions(store: SurveyStore, rows: int) -> list[int] | None:
-    """Partition boundaries of the id column when ids strictly increase, else None."""
-    ids = da.from_zarr(store.array("object_id")).rechunk(rows)
+def _sorted_divisions(store: SurveyStore, ids: da.Array, rows: int) -> list[int] | None:
+    """Partition boundaries of the id column ``ids`` (partitions of ``rows``) when ids
+    strictly increase, else None."""
     increasing = bool(da.all(ids[1:] > ids[:-1]).compute()) if len(ids) > 1 else True
     if not increasing:
         return None
