@@ -41,10 +41,11 @@ def main() -> None:
     os.environ.setdefault("SURVEYPROC_PROGRESS", "0")
 
     from distributed import Client, LocalCluster
+    from support import PeakMemory
 
     from surveyproc.stats import aggregate_catalog
     from surveyproc.store import open_store
-    from surveyproc.testing import PeakMemory, label_store, synthetic_catalog
+    from surveyproc.testing import label_store, synthetic_catalog
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="surveyproc-agg-bench-"))
     cases = [("scalar + sparse", n, None) for n in _sizes(args.scalar)]

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from support import PeakMemory, moto_server
 
 from surveyproc.infer import run_inference
 from surveyproc.jobs import JobSpec
@@ -41,7 +42,7 @@ from surveyproc.models import Checkpoint, save_checkpoint
 from surveyproc.ops.ray_runtime import ray_runtime
 from surveyproc.store import SurveyStore
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import PeakMemory, moto_server, seeded_checkpoint
+from surveyproc.testing import seeded_checkpoint
 
 GRID = {"low": 0.0, "high": 0.4, "n_bins": 180}
 MODELS = {

@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 import zarr
+from support import moto_server
 
 from surveyproc.fs import zarr_store
 from surveyproc.store import open_store
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import moto_server
 
 
 def _plain_zarr(url: str, options: dict | None):

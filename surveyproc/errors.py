@@ -10,6 +10,8 @@ also inherit the matching built-in so that callers who catch ``ValueError`` or
 
 from __future__ import annotations
 
+from .redact import scrub
+
 __all__ = [
     "CatalogMismatchError",
     "CatalogNotFoundError",
@@ -77,8 +79,6 @@ class CatalogNotFoundError(SurveyprocError, FileNotFoundError):
 
 def describe_error(error: BaseException, limit: int = 200) -> str:
     """``"TypeName: first line of the message"``, shortened, for one-line reports of causes."""
-    from .fs import scrub
-
     text = scrub(str(error).strip().splitlines()[0] if str(error).strip() else "")
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -22,6 +22,8 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from .errors import InvalidParameterError
+from .redact import USERINFO as _USERINFO
+from .redact import redact, scrub
 
 __all__ = [
     "is_local",
@@ -36,7 +38,6 @@ __all__ = [
 ]
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 
 # Per-protocol defaults, merged under the caller's storage_options.  Object
 # stores get a larger connection pool because the reader fetches many chunks
@@ -60,24 +61,6 @@ def is_local(url: str) -> bool:
 def is_process_local(url: str) -> bool:
     """True for ``memory://``: data other processes (Ray workers) cannot see."""
     return protocol(url) == "memory"
-
-
-def redact(url: str) -> str:
-    """Remove any ``user:password@`` part so the URL is safe to log.
-
-    Examples
-    --------
-    >>> redact("s3://AKIA:secret@bucket/survey.zarr")
-    's3://bucket/survey.zarr'
-    >>> redact("/data/survey.zarr")
-    '/data/survey.zarr'
-    """
-    return _USERINFO.sub(r"\1", url)
-
-
-def scrub(text: str) -> str:
-    """Redact every ``scheme://user:secret@`` inside free text (e.g. a library's error message)."""
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@", r"\1", text)
 
 
 def normalize(url: str) -> str:

@@ -17,12 +17,25 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 
-from .errors import JobSpecError
+from .errors import InvalidParameterError, JobSpecError
+from .kinds import ModelSettings, get_kind, load_plugins, registered_kinds
+from .outputs import OutputLayout
+from .store.synth.settings import SynthConfig
 
 __all__ = ["JobSpec", "load_job", "parse_assignment"]
 
@@ -40,23 +53,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SynthSection(_Section):
-    """Create the store from the synthetic survey when it does not exist yet."""
-
-    n: int = Field(2000, ge=1, description="Number of galaxies.")
-    size: int = Field(64, ge=8, le=512, description="Cutout side in pixels.")
-    bands: list[str] = Field(default_factory=lambda: ["g", "r", "i", "z"],
-                             description="Bands to draw, from u g r i z y.")
-    seed: int = Field(0, description="Survey seed; same seed, same pixels.")
-    pixel_scale: float | None = Field(None, gt=0, description="Arcsec per pixel "
-                                      "(default 16.8 / size).")
-    z_max: float = Field(0.4, gt=0, description="Largest redshift.")
-    chunk: int = Field(256, ge=1, description="Objects per chunk.")
-    shard_chunks: int | None = Field(None, ge=1, description="Chunks per Zarr shard.")
-    compression: Literal["zstd", "blosc", "none"] = "zstd"
-    dtype: Literal["float32", "float16"] = "float32"
-
-
 class StoreSection(_Section):
     """The input survey store."""
 
@@ -64,7 +60,7 @@ class StoreSection(_Section):
     storage_options: dict[str, Any] = Field(default_factory=dict,
                                             description="fsspec options (no secrets: use "
                                             "the environment's credential chain).")
-    synth: SynthSection | None = Field(None, description="Synthesise the store if missing.")
+    synth: SynthConfig | None = Field(None, description="Synthesise the store if missing.")
 
 
 class OutputSection(_Section):
@@ -104,64 +100,31 @@ class ResourcesSection(_Section):
     batch_size: int = Field(256, ge=1, description="Cutouts per model call.")
 
 
-class GridSection(_Section):
-    """Bins of a density model's target."""
+def _model_settings(value: Any, handler: ValidatorFunctionWrapHandler) -> ModelSettings:
+    """Validate one ``models:`` entry with the settings class of its ``kind``."""
+    if isinstance(value, ModelSettings):
+        return value
+    if not isinstance(value, dict):
+        return handler(value)  # pydantic's own message for a non-mapping
+    kind = value.get("kind")
+    if kind is None:
+        msg = "required key 'kind' is missing"
+        raise ValueError(msg)
+    known = registered_kinds()
+    if kind not in known:
+        close = difflib.get_close_matches(str(kind), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        msg = f"unknown kind {kind!r}{hint}; known kinds: {', '.join(known)}"
+        raise ValueError(msg)
+    return get_kind(kind).settings.model_validate(value)
 
-    low: float = Field(description="Lower edge of the grid.")
-    high: float = Field(description="Upper edge of the grid.")
-    n_bins: int = Field(ge=2, description="Number of equal bins.")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> GridSection:
-        if not self.high > self.low:
-            msg = f"grid high ({self.high}) must be above low ({self.low})"
-            raise ValueError(msg)
-        return self
-
-
-class ModelSection(_Section):
-    """One model to train (and later to run): a registry kind, its targets and settings."""
-
-    name: str = Field(description="Model name: its checkpoint is checkpoints/<name>.pt.")
-    kind: str = Field(description="Registry kind: sfnet, dense_cnn, binned_density.")
-    targets: list[str] = Field(min_length=1, description="Labels, or log_<label> (log10, "
-                               "S/N >= 3).")
-    k: int | None = Field(None, ge=1, description="Active features per galaxy (sfnet).")
-    width: int = Field(64, ge=4, description="Channels of the first ResNet stage.")
-    grid: GridSection | None = Field(None, description="Target bins (binned_density).")
-
-    @model_validator(mode="after")
-    def _kind_settings(self) -> ModelSection:
-        from .models.registry import registered
-
-        if self.kind not in registered():
-            msg = f"unknown kind {self.kind!r}; known kinds: {', '.join(registered())}"
-            raise ValueError(msg)
-        _path_component(self.name, "model name")
-        if (self.kind == "sfnet") != (self.k is not None):
-            msg = "k is required for kind sfnet and only for it"
-            raise ValueError(msg)
-        if self.kind == "binned_density" and (self.grid is None or len(self.targets) != 1):
-            msg = "kind binned_density needs a grid and exactly one target"
-            raise ValueError(msg)
-        if self.kind != "binned_density" and self.grid is not None:
-            msg = f"grid is only for kind binned_density, not {self.kind}"
-            raise ValueError(msg)
-        return self
-
-    def build_config(self, in_bands: int) -> dict[str, Any]:
-        """Keyword arguments of :func:`surveyproc.models.get_model` for this section."""
-        config: dict[str, Any] = {"in_bands": in_bands, "n_targets": len(self.targets),
-                                  "width": self.width}
-        if self.k is not None:
-            config["k"] = self.k
-        if self.grid is not None:
-            config.update(low=self.grid.low, high=self.grid.high, n_bins=self.grid.n_bins)
-        return config
+#: One entry of ``models:``: validated by the settings class of its kind, kept as that class.
+AnyModelSettings = Annotated[SerializeAsAny[ModelSettings], WrapValidator(_model_settings)]
 
 
 class TrainSection(_Section):
-    """Single-process (and, later, distributed) training settings."""
+    """Training settings: in the driver's process, or on Ray Train with ``workers``."""
 
     epochs: int = Field(10, ge=1, description="Maximum epochs.")
     batch_size: int = Field(128, ge=2)
@@ -205,6 +168,37 @@ class InferSection(_Section):
                                           "this many shards (a later run resumes).")
 
 
+class TargetSettings(_Section):
+    """How a target's estimates are judged in the report: a property of the quantity, set
+    per target (``targets: {redshift: {relative_error: true, outliers: [0.15, 0.05]}}``)."""
+
+    relative_error: bool = Field(False, description="Errors are (estimate - truth) / "
+                                 "(1 + truth), as for photometric redshifts; otherwise "
+                                 "estimate - truth in the target's unit.")
+    outliers: list[float] = Field(default_factory=list, description="Report the fraction "
+                                  "of |error| above each threshold (e.g. [0.15, 0.05] for "
+                                  "photo-z); none by default.")
+    point: Literal["mean", "q50", "mode"] = Field("mode", description="Point estimate of a "
+                                                  "PDF target: mean, median (q50) or mode. "
+                                                  "The mode stays on one peak of a "
+                                                  "two-peaked PDF; the mean falls between.")
+
+    @field_validator("outliers")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        if any(v <= 0 for v in values):
+            msg = f"outlier thresholds must be positive, got {values}"
+            raise ValueError(msg)
+        return sorted(values, reverse=True)
+
+
+class AggregateSection(_Section):
+    """The statistics and report over the catalog."""
+
+    allow_partial: bool = Field(False, description="Aggregate an unfinished catalog (its "
+                                "committed shards); the report says it is partial.")
+
+
 class MetricsSection(_Section):
     """Prometheus exposition of the running job."""
 
@@ -222,11 +216,34 @@ class JobSpec(_Section):
     ray: RaySection = Field(default_factory=RaySection)
     dask: DaskSection = Field(default_factory=DaskSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
-    models: list[ModelSection] = Field(default_factory=list, description="Models to train "
-                                       "and run, in order.")
+    plugins: list[str] = Field(default_factory=list, description="Modules (names, or .py "
+                               "paths) that register more model kinds; imported before "
+                               "'models' is read, and in every worker.")
+    models: list[AnyModelSettings] = Field(default_factory=list, description="Models to "
+                                           "train and run, in order; each entry's keys are "
+                                           "those of its kind.")
     train: TrainSection = Field(default_factory=TrainSection)
     infer: InferSection = Field(default_factory=InferSection)
+    targets: dict[str, TargetSettings] = Field(default_factory=dict, description="How each "
+                                               "target is judged in the report (by name).")
+    aggregate: AggregateSection = Field(default_factory=AggregateSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugins_first(cls, data: Any) -> Any:
+        """Plug-in kinds must be registered before ``models`` is validated."""
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list):
+            try:
+                load_plugins([str(p) for p in data["plugins"]])
+            except InvalidParameterError as error:
+                raise ValueError(str(error)) from None
+        return data
+
+    @property
+    def outputs(self) -> OutputLayout:
+        """Every URL this job writes."""
+        return OutputLayout(self.output.dir, self.infer.catalog)
 
     @model_validator(mode="after")
     def _name_is_a_path_component(self) -> JobSpec:
@@ -280,32 +297,52 @@ def _assign(tree: dict[str, Any], path: Sequence[str], value: Any, origin: str) 
     node[path[-1]] = value
 
 
-def _suggest(loc: Sequence[Any]) -> str:
-    """' (did you mean ...?)' for a misspelt key, from the model's field names at that level."""
+def _section_model(model: Any, part: Any, node: Any) -> Any:
+    """The pydantic model one level below ``model`` at key ``part`` (None if not a section)."""
+    if part == "models" and model is JobSpec:
+        return "models"
+    field = getattr(model, "model_fields", {}).get(part)
+    if field is None:
+        return None
+    annotation = field.annotation
+    candidates = [a for a in getattr(annotation, "__args__", (annotation,))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+    return candidates[0] if candidates else None
+
+
+def _suggest(loc: Sequence[Any], tree: Any) -> str:
+    """' (did you mean ...?)' for a misspelt key, from the model's field names at that level;
+    inside a ``models:`` entry, from the settings of that entry's kind."""
     model: Any = JobSpec
+    node = tree
     for part in loc[:-1]:
-        if isinstance(part, int):  # an index into a list of sections
+        node = node[part] if isinstance(node, dict | list) and (
+            isinstance(node, list) or part in node) else None
+        if model == "models":  # an index into models: the entry's kind decides its keys
+            kind = node.get("kind") if isinstance(node, dict) else None
+            try:
+                model = get_kind(str(kind)).settings
+            except InvalidParameterError:
+                return ""
             continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
+        if isinstance(part, int):  # an index into another list of sections
+            continue
+        model = _section_model(model, part, node)
+        if model is None:
             return ""
-        annotation = field.annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return ""
-        model = candidates[0]
     names = list(getattr(model, "model_fields", {}))
     close = difflib.get_close_matches(str(loc[-1]), names, n=1)
     return f" (did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?)" if close else ""
 
 
-def _one_line(error: ValidationError, origin: str) -> str:
-    first = error.errors()[0]
+def _one_line(error: ValidationError, origin: str, tree: Any = None) -> str:
+    errors = error.errors()
+    # a misspelt key also makes the right one "missing": report the misspelling
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = list(first["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        return f"{origin}: unknown key '{key}'{_suggest(loc)}"
+        return f"{origin}: unknown key '{key}'{_suggest(loc, tree)}"
     if first["type"] == "missing":
         return f"{origin}: required key '{key}' is missing"
     got = first.get("input")
@@ -356,4 +393,4 @@ def load_job(
     try:
         return JobSpec.model_validate(tree)
     except ValidationError as error:
-        raise JobSpecError(_one_line(error, origin)) from None
+        raise JobSpecError(_one_line(error, origin, tree)) from None

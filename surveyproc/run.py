@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoreNotFoundError
-from .fs import join, resolve
+from .fs import resolve
 from .jobs import JobSpec
 from .ops.ray_runtime import ray_runtime
 from .store import SurveyStore, open_store
-from .store.synth import SynthConfig, synthesize
+from .store.synth import synthesize
 
 __all__ = ["RunResult", "format_metrics", "job_ray", "prepare_store", "run_job"]
 
@@ -51,14 +51,11 @@ def prepare_store(job: JobSpec) -> SurveyStore:
     except StoreNotFoundError:
         if section.synth is None:
             raise
-        s = section.synth
-        log.info("store %s does not exist: synthesising %d galaxies", section.url, s.n)
-        config = SynthConfig(n=s.n, size=s.size, bands=tuple(s.bands), seed=s.seed,
-                             pixel_scale=s.pixel_scale, z_max=s.z_max)
+        log.info("store %s does not exist: synthesising %d galaxies", section.url,
+                 section.synth.n)
         with job_ray(job):
-            return synthesize(section.url, config, storage_options=section.storage_options,
-                              chunk_objects=s.chunk, shard_chunks=s.shard_chunks,
-                              compression=s.compression, dtype=s.dtype)
+            return synthesize(section.url, section.synth,
+                              storage_options=section.storage_options)
     if section.synth is not None:
         log.info("store %s exists: using it as is (the job's synth settings are not applied)",
                  store.url)
@@ -95,7 +92,7 @@ def _run_stages(job: JobSpec) -> RunResult:
     if inferred is not None and inferred.complete:
         report = aggregate_job(job, store)
         stages.append("aggregate")
-    summary_url = join(job.output.dir, "run_summary.json")
+    summary_url = job.outputs.run_summary
     summary: dict[str, Any] = {
         "job": job.name,
         "store": {"url": store.url, "n_objects": store.n_objects, "bands": list(store.bands),
@@ -120,5 +117,5 @@ def _run_stages(job: JobSpec) -> RunResult:
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as f:
         json.dump(summary, f, indent=2)
-    return RunResult(store=store.url, output=join(job.output.dir), summary=summary_url,
+    return RunResult(store=store.url, output=job.outputs.dir, summary=summary_url,
                      artifacts=artifacts)

@@ -1,28 +1,19 @@
-"""Helpers for tests, examples and benchmarks: tiny stores from a seed, a loopback S3 server.
+"""Seeded generators for tests, examples and benchmarks (like ``numpy.testing``): tiny
+stores, label-only stores, catalogs with known truth, untrained checkpoints.
 
 Ship the generator, not fixtures: everything here builds its data on the fly.
+The subprocess servers the tests use live in ``tests/support``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from .store import CutoutBatch, StoreSpec, StoreWriter, SurveyStore, create_store, open_store
 
-__all__ = ["BrowserCheck", "PeakMemory", "browser_check", "free_port", "label_store",
-           "moto_server", "prometheus_server", "ray_worker_pids", "seeded_checkpoint",
-           "synthetic_catalog", "tiny_batch", "tiny_store"]
+__all__ = ["label_store", "seeded_checkpoint", "synthetic_catalog", "tiny_batch", "tiny_store"]
 
 
 def tiny_batch(start: int, stop: int, bands: int = 2, size: int = 8,
@@ -64,7 +55,7 @@ def tiny_store(n: int = 100, *, chunk: int = 16, bands: int = 2, size: int = 8,
 
 
 def seeded_checkpoint(store: SurveyStore, kind: str, targets: list[str], *, seed: int = 0,
-                      width: int = 8, **config):
+                      width: int = 8, **settings):
     """A real checkpoint for ``store`` whose weights are a seeded initialisation.
 
     Inference tests need a checkpoint that fits the store, not a good one:
@@ -74,11 +65,15 @@ def seeded_checkpoint(store: SurveyStore, kind: str, targets: list[str], *, seed
     """
     import torch
 
-    from .models import Checkpoint, Normalization, TargetInfo, get_model
+    from .kinds import get_kind
+    from .models import Checkpoint, Normalization, TargetInfo
 
     torch.manual_seed(seed)
-    full = {"in_bands": len(store.bands), "n_targets": len(targets), "width": width, **config}
-    model = get_model(kind, **full)
+    entry = get_kind(kind)
+    section = entry.settings.model_validate({"name": kind, "kind": kind, "targets": targets,
+                                             "width": width, **settings})
+    full = entry.network_config(section, len(store.bands))
+    model = entry.build(full)
     infos = []
     for name in targets:
         values = (store.read_column(f"labels/{name}") if name in store.label_names
@@ -141,6 +136,9 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
                       storage_options: dict | None = None) -> None:
     """Write a catalog for ``store`` the way ``surveyproc infer`` would, without images.
 
+    Its models' kinds are ``synthetic_*``, registered nowhere: the catalog has
+    the generic columns (point estimates, PDFs, sparse activations) only.
+
     Point estimates are truth + N(0, ``z_error`` (1 + z)) for redshift and
     truth + N(0, 0.05) for metallicity.  With ``pdf_scale``, each galaxy gets
     a Gaussian redshift PDF centred on its estimate with width ``pdf_scale``
@@ -151,25 +149,30 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
     import pyarrow as pa
 
     from .catalog import CatalogSchema, CatalogWriter, ModelColumns
-    from .catalog.pdf import grid_centres, summarize_pdfs
+    from .catalog.columns import act_idx_column, act_val_column
     from .catalog.schema import list_column
+    from .kinds.columns import density_outputs
+    from .models.grid import Grid
 
-    grid = {"low": 0.0, "high": 0.4, "n_bins": n_bins}
-    models = [ModelColumns("sfnet", "s", "sfnet", ("metallicity",), ("dex",), "validation_rmse",
+    grid = Grid(low=0.0, high=0.4, n_bins=n_bins)
+    models = [ModelColumns("sparse", "s", "synthetic_sparse", ("metallicity",), ("dex",),
+                           "validation_rmse",
                            k=k, spread=(0.05,), n_features=n_features)]
     if pdf_scale is not None:
-        models.append(ModelColumns("photoz", "p", "binned_density", ("redshift",), ("",), "pdf",
+        models.append(ModelColumns("photoz", "p", "synthetic_pdf", ("redshift",), ("",), "pdf",
                                    grid=grid))
     else:
-        models.append(ModelColumns("zpoint", "p", "dense_cnn", ("redshift",), ("",),
+        models.append(ModelColumns("zpoint", "p", "synthetic_point", ("redshift",), ("",),
                                    "validation_rmse", spread=(z_error,)))
+    shards = store.plan_shards(objects_per_shard=rows_per_part)
     schema = CatalogSchema(models, {"store": {"url": store.url, "n_objects": store.n_objects},
-                                    "shards": {"objects_per_shard": rows_per_part}})
+                                    "shards": {"count": len(shards),
+                                               "objects_per_shard": rows_per_part}})
     writer = CatalogWriter(url, storage_options)
     writer.prepare(schema.describe(), overwrite=True)
     arrow = schema.arrow()
-    centres = grid_centres(0.0, 0.4, n_bins)
-    for shard in store.plan_shards(objects_per_shard=rows_per_part):
+    centres = grid.centres_array()
+    for shard in shards:
         batch = store.read(shard.start, shard.stop, images=False, photometry=False)
         n = len(batch)
         rng = np.random.default_rng([seed, shard.start])
@@ -193,203 +196,29 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
             "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), ["t"]),
             "model_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
                                                        [schema.model_id]),
-            "metallicity_mean": m_hat, "metallicity_std": np.full(n, 0.05),
-            "metallicity_q16": m_hat - 0.05, "metallicity_q50": m_hat,
-            "metallicity_q84": m_hat + 0.05,
-            "act_idx": list_column(idx.astype(np.int16)),
-            "act_val": list_column(val.astype(np.float32))}
+            **_point_stats("metallicity", m_hat, np.full(n, 0.05)),
+            act_idx_column(): list_column(idx.astype(np.int16)),
+            act_val_column(): list_column(val.astype(np.float32))}
         if pdf_scale is not None:
             width = pdf_scale * sigma
             pdf = np.exp(-0.5 * ((centres[None] - z_hat[:, None]) / width[:, None]) ** 2)
-            pdf /= pdf.sum(axis=1, keepdims=True) * (0.4 / n_bins)
-            mean, std, (q16, q50, q84) = summarize_pdfs(pdf, 0.0, 0.4)
-            columns.update({
-                "redshift_mean": mean, "redshift_std": std, "redshift_q16": q16,
-                "redshift_q50": q50, "redshift_q84": q84,
-                "redshift_pdf": list_column(pdf.astype(np.float32))})
+            pdf /= pdf.sum(axis=1, keepdims=True) * grid.width
+            outputs = density_outputs(pdf, "redshift", grid)
+            outputs["redshift_pdf"] = list_column(outputs["redshift_pdf"])
+            columns.update(outputs)
         else:
-            columns.update({"redshift_mean": z_hat, "redshift_std": sigma,
-                            "redshift_q16": z_hat - sigma, "redshift_q50": z_hat,
-                            "redshift_q84": z_hat + sigma})
+            columns.update(_point_stats("redshift", z_hat, sigma))
         columns = {name: (value.astype(np.float32) if isinstance(value, np.ndarray)
                           and value.dtype == np.float64 and name not in ("ra", "dec")
                           else value) for name, value in columns.items()}
         writer.commit(shard, pa.Table.from_pydict(columns, schema=arrow), "t")
-    writer.finish(len(store.plan_shards(objects_per_shard=rows_per_part)), store.n_objects)
+    writer.finish(len(shards), store.n_objects)
 
 
-BROWSERS = ("chromium-headless-shell", "chromium", "google-chrome")
-_CHECK = """<script>window.addEventListener('load', () => {
-  const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))
-                                     .map(i => i.getAttribute('src'));
-  console.log('surveyproc-check images=' + document.images.length + ' broken=' +
-              JSON.stringify(broken));
-});</script>"""
+def _point_stats(target: str, estimate: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
+    """``<t>_mean/std/q16/q50/q84`` of a Gaussian estimate (q16/q84 at +-1 sigma)."""
+    from .catalog.columns import STATS, stat_column
 
-
-@dataclass
-class BrowserCheck:
-    """What a headless browser saw of a page."""
-
-    images: int
-    broken: list[str]
-    console: list[str]  # console messages of the page itself (it has no scripts: none)
-    screenshot: str
-
-
-def browser_check(html_path: str, screenshot: str, timeout: float = 60) -> BrowserCheck | None:
-    """Render ``html_path`` in headless Chromium, screenshot it, and report broken images and
-    console messages; None when no Chromium is installed.
-
-    The page is rendered from a copy beside it with a checking script appended
-    (so relative image links resolve exactly as in the original).
-    """
-    import json
-    import re
-    import shutil
-    from pathlib import Path
-
-    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
-    if browser is None:
-        return None
-    page = Path(html_path)
-    probe = page.with_name(f".check-{page.name}")
-    probe.write_text(page.read_text().replace("</body>", _CHECK + "</body>"))
-    try:
-        done = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-             "--v=0", "--virtual-time-budget=10000", "--hide-scrollbars",
-             "--window-size=1200,4000", f"--screenshot={screenshot}", probe.resolve().as_uri()],
-            capture_output=True, text=True, timeout=timeout, check=False)
-    finally:
-        probe.unlink(missing_ok=True)
-    messages = re.findall(r':CONSOLE[^\]]*\] "(.*)", source:', done.stderr)
-    check = [m for m in messages if m.startswith("surveyproc-check")]
-    if not check:
-        msg = f"{browser} did not report on {html_path}: {done.stderr[-500:]}"
-        raise RuntimeError(msg)
-    images = int(re.search(r"images=(\d+)", check[0]).group(1))  # type: ignore[union-attr]
-    broken = json.loads(check[0].split("broken=", 1)[1])
-    return BrowserCheck(images, broken, [m for m in messages if m not in check], screenshot)
-
-
-class PeakMemory:
-    """Peak resident memory, sampled every ``interval`` s inside a ``with`` block: of this
-    process (``driver``) and of the sum of its child processes (``children``: local Dask
-    workers, an embedded Ray's processes), in bytes.  For benchmarks."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import threading
-
-        self.interval = interval
-        self.driver = 0
-        self.children = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                with contextlib.suppress(psutil.Error):  # a child that just exited
-                    total += child.memory_info().rss
-            self.children = max(self.children, total)
-            self.driver = max(self.driver, me.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-@contextlib.contextmanager
-def prometheus_server(targets: list[str], workdir: str, timeout: float = 30.0
-                      ) -> Iterator[str] | Iterator[None]:
-    """Run a real Prometheus on 127.0.0.1 scraping ``targets`` (``host:port``) every second;
-    yield its URL, or None when no ``prometheus`` binary is installed.  Stopped by PID."""
-    import shutil
-    from pathlib import Path
-
-    binary = shutil.which("prometheus")
-    if binary is None:
-        yield None
-        return
-    root = Path(workdir)
-    root.mkdir(parents=True, exist_ok=True)
-    config = root / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                      "scrape_configs:\n  - job_name: surveyproc\n    static_configs:\n"
-                      f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [binary, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}"]
-    with _server_process(command, f"{url}/-/ready", "prometheus", timeout):
-        yield url
-
-
-def ray_worker_pids(title: str) -> list[int]:
-    """PIDs of Ray worker processes whose title starts with ``ray::<title>`` (an actor class),
-    for tests that kill one to check recovery."""
-    import psutil
-
-    pids = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if " ".join(proc.info["cmdline"] or []).startswith(f"ray::{title}"):
-            pids.append(proc.pid)
-    return pids
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _server_process(command: list[str], ready_url: str, name: str,
-                    timeout: float) -> Iterator[None]:
-    """Start ``command``, wait until ``ready_url`` answers, and stop it by PID on exit."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(ready_url, timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    msg = f"{name} did not start ({ready_url})"
-                    raise RuntimeError(msg) from None
-                time.sleep(0.2)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextlib.contextmanager
-def moto_server(timeout: float = 30.0) -> Iterator[str]:
-    """Run moto's S3-compatible server on 127.0.0.1 in a subprocess; yield its endpoint URL.
-
-    A separate process (not moto's in-process thread) so that benchmarks do
-    not share a GIL with the server.  Stopped by PID on exit.
-    """
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with _server_process(command, f"{endpoint}/moto-api/", "moto server", timeout):
-        yield endpoint
+    values = {"mean": estimate, "std": sigma, "q16": estimate - sigma, "q50": estimate,
+              "q84": estimate + sigma}
+    return {stat_column(target, s): values[s] for s in STATS}

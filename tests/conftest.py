@@ -39,7 +39,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """Endpoint URL of a moto S3 server on 127.0.0.1 (own process, stopped by PID)."""
-    from surveyproc.testing import moto_server
+    from tests.support.servers import moto_server
 
     with moto_server() as endpoint:
         yield endpoint

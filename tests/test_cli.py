@@ -42,7 +42,8 @@ def test_synth_then_info_in_one_process(tmp_path, capsys):
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "x.zarr"), "--n", "0", "--serial"]) == 2
-    assert capsys.readouterr().err == "surveyproc: error: n must be at least 1, got 0\n"
+    assert capsys.readouterr().err == ("surveyproc: error: n: Input should be greater than or "
+                                       "equal to 1 (got 0)\n")
     with pytest.raises(SystemExit) as caught:
         main(["synth"])
     assert caught.value.code == 2

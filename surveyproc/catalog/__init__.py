@@ -1,7 +1,15 @@
 """The catalog: one Parquet row per galaxy with estimates, PDFs and sparse activations."""
 
 from .pdf import summarize_pdfs
-from .reader import catalog_schema, manifest, pdf_ensemble, pdf_grid, read_catalog
+from .reader import (
+    CommittedParts,
+    catalog_schema,
+    committed_parts,
+    manifest,
+    pdf_ensemble,
+    pdf_grid,
+    read_catalog,
+)
 from .schema import STATS, CatalogSchema, ModelColumns
 from .writer import CatalogWriter, CommitRecord, part_name
 
@@ -10,8 +18,10 @@ __all__ = [
     "CatalogSchema",
     "CatalogWriter",
     "CommitRecord",
+    "CommittedParts",
     "ModelColumns",
     "catalog_schema",
+    "committed_parts",
     "manifest",
     "part_name",
     "pdf_ensemble",

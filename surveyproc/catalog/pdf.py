@@ -9,29 +9,25 @@ a bin.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["GAUSSIAN_Q16", "bin_mass", "cdf_at_edges", "grid_centres", "summarize_pdfs"]
+from ..models.grid import Grid
+
+__all__ = ["GAUSSIAN_Q16", "PDFSummary", "bin_mass", "cdf_at_edges", "pdf_mode",
+           "summarize_pdfs"]
 
 #: The 16th/84th percentiles of a Gaussian lie this many sigma from its mean.
 GAUSSIAN_Q16 = 0.994457883
 
 
-def grid_centres(low: float, high: float, n_bins: int) -> np.ndarray:
-    width = (high - low) / n_bins
-    return low + width * (np.arange(n_bins) + 0.5)
-
-
-def bin_mass(pdf: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float]:
-    """Probability in each bin (rows sum to 1; a row with no mass becomes uniform) and
-    the bin width."""
+def bin_mass(pdf: np.ndarray, grid: Grid) -> np.ndarray:
+    """Probability in each bin (rows sum to 1; a row with no mass becomes uniform)."""
     pdf = np.asarray(pdf, dtype=np.float64)
-    n_bins = pdf.shape[1]
-    width = (high - low) / n_bins
-    mass = np.clip(pdf, 0.0, None) * width
+    mass = np.clip(pdf, 0.0, None) * grid.width
     total = mass.sum(axis=1, keepdims=True)
-    mass = np.divide(mass, total, out=np.full_like(mass, 1.0 / n_bins), where=total > 0)
-    return mass, width
+    return np.divide(mass, total, out=np.full_like(mass, 1.0 / grid.n_bins), where=total > 0)
 
 
 def cdf_at_edges(mass: np.ndarray) -> np.ndarray:
@@ -39,10 +35,43 @@ def cdf_at_edges(mass: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros((len(mass), 1)), np.cumsum(mass, axis=1)], axis=1)
 
 
-def summarize_pdfs(pdf: np.ndarray, low: float, high: float,
-                   quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)
-                   ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Mean, standard deviation and ``quantiles`` of each row of ``pdf`` (n, bins).
+def pdf_mode(mass: np.ndarray, grid: Grid) -> np.ndarray:
+    """The peak of each PDF: the fullest bin, refined by a parabola through it and its
+    neighbours (kept inside the bin).
+
+    For a two-peaked redshift PDF the mean falls between the peaks, where the
+    galaxy almost certainly is not; the mode sits on the likelier peak.
+
+    Examples
+    --------
+    >>> grid = Grid(low=0.0, high=1.0, n_bins=4)
+    >>> round(float(pdf_mode(np.array([[0.1, 0.5, 0.3, 0.1]]), grid)[0]), 4)  # pulled right
+    0.4167
+    """
+    rows = np.arange(len(mass))
+    k = np.argmax(mass, axis=1)
+    left = mass[rows, np.clip(k - 1, 0, grid.n_bins - 1)]
+    right = mass[rows, np.clip(k + 1, 0, grid.n_bins - 1)]
+    centre = mass[rows, k]
+    curvature = left - 2 * centre + right
+    shift = np.divide(left - right, 2 * curvature, out=np.zeros(len(mass)),
+                      where=curvature < 0)
+    return grid.centres_array()[k] + np.clip(shift, -0.5, 0.5) * grid.width
+
+
+@dataclass
+class PDFSummary:
+    """Per-galaxy summaries of PDFs on a grid (float64 arrays of n)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    mode: np.ndarray
+    quantiles: list[np.ndarray]
+
+
+def summarize_pdfs(pdf: np.ndarray, grid: Grid,
+                   quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)) -> PDFSummary:
+    """Mean, standard deviation, mode and ``quantiles`` of each row of ``pdf`` (n, bins).
 
     Rows are renormalised first, so float32 rounding cannot push a quantile
     off the grid.
@@ -50,18 +79,18 @@ def summarize_pdfs(pdf: np.ndarray, low: float, high: float,
     Examples
     --------
     >>> pdf = np.zeros((1, 4)); pdf[0, 1] = 1.0   # all mass in [0.25, 0.5)
-    >>> mean, std, (q16, q50, q84) = summarize_pdfs(pdf, 0.0, 1.0)
-    >>> float(mean[0]), round(float(std[0]), 4), float(q50[0])
-    (0.375, 0.0722, 0.375)
+    >>> s = summarize_pdfs(pdf, Grid(low=0.0, high=1.0, n_bins=4))
+    >>> float(s.mean[0]), round(float(s.std[0]), 4), float(s.quantiles[1][0]), float(s.mode[0])
+    (0.375, 0.0722, 0.375, 0.375)
     """
-    mass, width = bin_mass(pdf, low, high)
-    n_bins = mass.shape[1]
-    centres = grid_centres(low, high, n_bins)
+    mass = bin_mass(pdf, grid)
+    width, n_bins = grid.width, grid.n_bins
+    centres = grid.centres_array()
     mean = mass @ centres
     # Variance of a piecewise-constant density: between-bin spread + width^2/12 within bins.
     var = mass @ centres**2 - mean**2 + width**2 / 12
     cdf = cdf_at_edges(mass)
-    edges = low + width * np.arange(n_bins + 1)
+    edges = grid.low + width * np.arange(n_bins + 1)
     out = []
     rows = np.arange(len(mass))
     for q in quantiles:
@@ -70,4 +99,4 @@ def summarize_pdfs(pdf: np.ndarray, low: float, high: float,
         below, inside = cdf[rows, k], mass[rows, k]
         frac = np.divide(q - below, inside, out=np.full(len(mass), 0.5), where=inside > 0)
         out.append(edges[k] + np.clip(frac, 0.0, 1.0) * width)
-    return mean, np.sqrt(np.clip(var, 0.0, None)), out
+    return PDFSummary(mean, np.sqrt(np.clip(var, 0.0, None)), pdf_mode(mass, grid), out)

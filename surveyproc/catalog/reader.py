@@ -1,14 +1,18 @@
-"""Read a catalog back: its description, its rows, and its PDFs as a ``qp`` ensemble.
+"""Read a catalog back: its description, its committed rows, and its PDFs as a ``qp`` ensemble.
 
-Dask and pyarrow read the parts directly (``dask.dataframe.read_parquet(C)``);
-these helpers add what Parquet alone does not say: which model made which
-column and on what grid a PDF lives.
+Readers honour the commit protocol: only parts with a commit record are read
+(:func:`committed_parts`), so a part renamed into place by a run that crashed
+before writing its record is never seen.  Dask reads the same list
+(``dask.dataframe.read_parquet(committed_parts(C))``).  The helpers also say
+what Parquet alone does not: which model made which column and on what grid
+a PDF lives.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,11 +21,12 @@ import pyarrow.dataset as ds
 
 from ..errors import CatalogNotFoundError, InvalidParameterError
 from ..fs import join, read_bytes, redact, resolve
-from .pdf import grid_centres
+from .columns import pdf_column
 from .schema import CatalogSchema
-from .writer import DESCRIPTION, MANIFEST
+from .writer import DESCRIPTION, MANIFEST, CatalogWriter
 
-__all__ = ["catalog_schema", "manifest", "pdf_ensemble", "pdf_grid", "read_catalog"]
+__all__ = ["CommittedParts", "catalog_schema", "committed_parts", "manifest", "pdf_ensemble",
+           "pdf_grid", "read_catalog"]
 
 
 def catalog_schema(url: str, storage_options: dict[str, Any] | None = None) -> CatalogSchema:
@@ -42,27 +47,61 @@ def manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[st
         return None
 
 
+@dataclass(frozen=True)
+class CommittedParts:
+    """The parts a reader may read (URLs, in store order) and how many shards the plan has."""
+
+    urls: list[str]
+    n_shards: int
+    complete: bool  # the manifest is written: every shard is in
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.urls)} of {self.n_shards} shards committed"
+
+
+def committed_parts(url: str, storage_options: dict[str, Any] | None = None) -> CommittedParts:
+    """Parts with a commit record: from the manifest of a finished catalog (one read),
+    else from the commit records present now.
+
+    Raises
+    ------
+    CatalogNotFoundError
+        No catalog at ``url``.
+    """
+    description = catalog_schema(url, storage_options).extra
+    n_shards = int(description.get("shards", {}).get("count", 0))
+    done = manifest(url, storage_options)
+    if done is not None:
+        parts = [record["part"] for record in done["shards"]]
+    else:
+        parts = [record.part for record in CatalogWriter(url, storage_options).records()]
+    return CommittedParts([join(url, part) for part in sorted(parts)], n_shards,
+                          done is not None)
+
+
 def read_catalog(url: str, storage_options: dict[str, Any] | None = None, *,
                  columns: Sequence[str] | None = None) -> pa.Table:
-    """Every part as one table, in store order: for modest catalogs and tests (use Dask,
-    which streams, for survey-sized ones)."""
-    fs, path = resolve(url, storage_options)
-    if not fs.exists(path):
-        msg = f"catalog {redact(url)} does not exist"
-        raise CatalogNotFoundError(msg)
-    dataset = ds.dataset(path, filesystem=fs, format="parquet")
+    """Every committed part as one table, in store order: for modest catalogs and tests (use
+    Dask, which streams, for survey-sized ones)."""
+    parts = committed_parts(url, storage_options)
+    schema = catalog_schema(url, storage_options).arrow()
     wanted = list(columns) if columns is not None else None
+    if not parts.urls:
+        empty = schema.empty_table()
+        return empty.select(wanted) if wanted is not None else empty
+    fs, _ = resolve(url, storage_options)
+    paths = [resolve(part, storage_options)[1] for part in parts.urls]
+    dataset = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
     fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)  # part-NNNNNN: store order
-    tables = [f.to_table(columns=wanted, schema=dataset.schema) for f in fragments]
-    return pa.concat_tables(tables) if tables else dataset.schema.empty_table()
+    return pa.concat_tables([f.to_table(columns=wanted, schema=schema) for f in fragments])
 
 
 def pdf_grid(schema: CatalogSchema, target: str) -> np.ndarray:
     """Bin centres of ``target``'s PDF column."""
     for model in schema.models:
         if target in model.targets and model.grid is not None:
-            g = model.grid
-            return grid_centres(g["low"], g["high"], int(g["n_bins"]))
+            return model.grid.centres_array()
     msg = f"no PDF column for {target!r}; PDFs exist for " + (
         ", ".join(t for m in schema.models if m.grid for t in m.targets) or "no target")
     raise InvalidParameterError(msg)
@@ -73,6 +112,6 @@ def pdf_ensemble(table: pa.Table, schema: CatalogSchema, target: str):
     import qp
 
     xvals = pdf_grid(schema, target)
-    column = table.column(f"{target}_pdf").combine_chunks()
+    column = table.column(pdf_column(target)).combine_chunks()
     yvals = column.values.to_numpy(zero_copy_only=False).reshape(len(column), len(xvals))
     return qp.Ensemble(qp.interp, data={"xvals": xvals, "yvals": yvals})

@@ -3,10 +3,11 @@
 One row per galaxy.  Identity columns come first (``object_id``, ``ra``,
 ``dec``, ``flags``, ``run_id``, ``model_id``); then, per target of every
 model, ``<t>_mean``, ``<t>_std``, ``<t>_q16``, ``<t>_q50``, ``<t>_q84``;
-density models add ``<t>_pdf`` (list<float32> on a grid recorded in the
-metadata); a sparse-feature model adds ``act_idx`` (list<int16>) and
-``act_val`` (list<float32>), prefixed with the model name when a run has
-more than one.
+models with PDFs add ``<t>_mode`` and ``<t>_pdf`` (list<float32> on a grid
+recorded in the metadata); a sparse-feature model adds ``act_idx``
+(list<int16>) and ``act_val`` (list<float32>), prefixed with the model name
+when a run has more than one; a model kind may add columns of its own
+(``extra_columns``).  Names come from :mod:`.columns`.
 
 The metadata (JSON under the Parquet schema key ``surveyproc``, and in
 ``_catalog.json``) says which model made which columns, the PDF grids, and
@@ -16,31 +17,29 @@ how each uncertainty was obtained, so a reader needs nothing else.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
 
 from ..errors import InvalidParameterError
+from ..models.grid import Grid
+from .columns import (
+    IDENTITY,
+    STATS,
+    act_idx_column,
+    act_val_column,
+    arrow_type,
+    pdf_column,
+    stat_column,
+)
 
 __all__ = ["METADATA_KEY", "STATS", "CatalogSchema", "ModelColumns", "list_column"]
 
-#: Summary statistics written for every target.
-STATS = ("mean", "std", "q16", "q50", "q84")
 #: Parquet schema-metadata key holding the catalog description (JSON).
 METADATA_KEY = b"surveyproc"
 FORMAT = "surveyproc-catalog"
 VERSION = 1
-
-IDENTITY = pa.schema([
-    ("object_id", pa.int64()),
-    ("ra", pa.float64()),
-    ("dec", pa.float64()),
-    ("flags", pa.int32()),
-    ("run_id", pa.dictionary(pa.int8(), pa.string())),
-    ("model_id", pa.dictionary(pa.int8(), pa.string())),
-])
-
 
 def list_column(values: Any) -> pa.ListArray:
     """(n, width) array -> list column of n rows of ``width`` values (PDFs, activations)."""
@@ -67,19 +66,41 @@ class ModelColumns:
     targets: tuple[str, ...]
     units: tuple[str, ...]
     uncertainty: str
-    grid: dict[str, float] | None = None  # {"low", "high", "n_bins"} of a density model
+    grid: Grid | None = None  # bins of the targets' PDFs
     k: int | None = None  # active features per galaxy of a sparse model
     sparse_prefix: str = ""
     spread: tuple[float, ...] | None = None  # per-target validation RMSE (point estimates)
     n_features: int | None = None  # width of the feature layer (sparse models)
+    #: The kind's own columns: (name, type name of :data:`.columns.ARROW_TYPES`).
+    extra_columns: tuple[tuple[str, str], ...] = ()
+    #: The kind's own facts for readers (JSON).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def act_idx(self) -> str:
-        return f"{self.sparse_prefix}act_idx"
+        return act_idx_column(self.sparse_prefix)
 
     @property
     def act_val(self) -> str:
-        return f"{self.sparse_prefix}act_val"
+        return act_val_column(self.sparse_prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["grid"] = self.grid.model_dump() if self.grid is not None else None
+        out["targets"], out["units"] = list(self.targets), list(self.units)
+        out["spread"] = list(self.spread) if self.spread is not None else None
+        out["extra_columns"] = [list(c) for c in self.extra_columns]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelColumns:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["targets"], values["units"] = tuple(data["targets"]), tuple(data["units"])
+        values["spread"] = tuple(data["spread"]) if data.get("spread") else None
+        values["grid"] = Grid(**data["grid"]) if data.get("grid") else None
+        values["extra_columns"] = tuple(tuple(c) for c in data.get("extra_columns", ()))
+        return cls(**values)
 
 
 @dataclass
@@ -105,28 +126,27 @@ class CatalogSchema:
         return ",".join(f"{m.name}={m.model_id}" for m in self.models)
 
     def arrow(self) -> pa.Schema:
-        fields = list(IDENTITY)
+        columns = list(IDENTITY)
         for model in self.models:
             for target in model.targets:
-                fields += [pa.field(f"{target}_{s}", pa.float32()) for s in STATS]
+                columns += [pa.field(stat_column(target, s), pa.float32()) for s in STATS]
                 if model.grid is not None:
-                    fields.append(pa.field(f"{target}_pdf", pa.list_(pa.float32())))
+                    columns += [pa.field(stat_column(target, "mode"), pa.float32()),
+                                pa.field(pdf_column(target), pa.list_(pa.float32()))]
             if model.k is not None:
-                fields += [pa.field(model.act_idx, pa.list_(pa.int16())),
-                           pa.field(model.act_val, pa.list_(pa.float32()))]
-        return pa.schema(fields, metadata={METADATA_KEY: json.dumps(self.describe()).encode()})
+                columns += [pa.field(model.act_idx, pa.list_(pa.int16())),
+                            pa.field(model.act_val, pa.list_(pa.float32()))]
+            columns += [pa.field(name, arrow_type(kind)) for name, kind in model.extra_columns]
+        return pa.schema(columns, metadata={METADATA_KEY: json.dumps(self.describe()).encode()})
 
     def describe(self) -> dict[str, Any]:
         """The JSON description stored with every part and in ``_catalog.json``."""
         return {"format": FORMAT, "version": VERSION, **self.extra,
-                "models": [asdict(m) for m in self.models]}
+                "models": [m.to_dict() for m in self.models]}
 
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> CatalogSchema:
         extra = {k: v for k, v in description.items()
                  if k not in ("format", "version", "models")}
-        models = [ModelColumns(**{**m, "targets": tuple(m["targets"]),
-                                  "units": tuple(m["units"]),
-                                  "spread": tuple(m["spread"]) if m.get("spread") else None})
-                  for m in description["models"]]
+        models = [ModelColumns.from_dict(m) for m in description["models"]]
         return cls(models, extra)

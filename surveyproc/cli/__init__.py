@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import SurveyprocError
@@ -34,16 +35,44 @@ log = logging.getLogger("surveyproc")
 # -- commands ---------------------------------------------------------------------------------
 
 
+#: Options of ``surveyproc synth`` taken from :class:`SynthConfig` (same defaults and ranges
+#: as a job file's ``store.synth``); the layout options are shared with ingest.
+_SYNTH_FIELDS: dict[str, Callable[[str], Any]] = {
+    "n": int, "size": int, "bands": bands, "seed": int, "pixel_scale": float, "z_max": float}
+
+
+def _synth_options(parser: argparse.ArgumentParser) -> None:
+    from ..store.synth.settings import SynthConfig
+
+    for name, parse in _SYNTH_FIELDS.items():
+        field = SynthConfig.model_fields[name]
+        default = field.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parser.add_argument(f"--{name.replace('_', '-')}", type=parse, default=default,
+                            help=f"{(field.description or '').rstrip('.')} ({shown})")
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from ..ops.ray_runtime import ray_runtime
-    from ..store.synth import SynthConfig, synthesize
+    from ..store.synth import synthesize
+    from ..store.synth.settings import synth_config
 
-    config = SynthConfig(n=args.n, size=args.size, bands=args.bands, seed=args.seed,
-                         pixel_scale=args.pixel_scale, z_max=args.z_max)
+    config = synth_config(**{name: getattr(args, name) for name in _SYNTH_FIELDS})
     with ray_runtime(args.ray_address, num_cpus=args.num_cpus):
         store = synthesize(args.url, config, **layout_kwargs(args))
     print(f"wrote {store.n_objects:,} synthetic galaxies ({', '.join(store.bands)}; "
           f"{args.size}x{args.size}) to {store.url}")
+    return 0
+
+
+def _cmd_kinds(args: argparse.Namespace) -> int:
+    from ..kinds import get_kind, load_plugins, registered_kinds
+
+    load_plugins(args.plugin)
+    for name in registered_kinds():
+        kind = get_kind(name)
+        own = [f for f in kind.settings.model_fields if f not in ("name", "kind")]
+        print(f"{name:16s} {kind.description}\n{'':16s} settings: {', '.join(own)}")
     return 0
 
 
@@ -145,14 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Write a synthetic survey (docs/synthetic.md) "
                                             "into a new store, in parallel on Ray.")
     synth.add_argument("url", help="path or fsspec URL of the new store (e.g. s3://b/s.zarr)")
-    synth.add_argument("--n", type=int, default=10000, help="number of galaxies (10000)")
-    synth.add_argument("--size", type=int, default=64, help="cutout side in pixels (64)")
-    synth.add_argument("--bands", type=bands, default=("g", "r", "i", "z"),
-                       help="comma-separated bands from u,g,r,i,z,y (g,r,i,z)")
-    synth.add_argument("--seed", type=int, default=0, help="survey seed (0)")
-    synth.add_argument("--pixel-scale", type=float, default=None,
-                       help="arcsec per pixel (default 16.8/size)")
-    synth.add_argument("--z-max", type=float, default=0.4, help="largest redshift (0.4)")
+    _synth_options(synth)
     add_storage_option(synth)
     add_layout_options(synth)
     synth.set_defaults(func=_cmd_synth)
@@ -166,10 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ingest_commands(commands)
 
+    kinds = commands.add_parser("kinds", help="list the model kinds a job file can name",
+                                description="List registered model kinds (built-in, "
+                                            "installed plug-ins, and --plugin modules) with "
+                                            "their job-file settings.")
+    kinds.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                       help="also import this plug-in (module name or .py path)")
+    kinds.set_defaults(func=_cmd_kinds)
+
     train = commands.add_parser("train", help="train the job's models on its store",
-                                description="Train every model a job file names, single "
-                                            "process, and save checkpoints under "
-                                            "<output.dir>/checkpoints/.")
+                                description="Train every model a job file names -- in this "
+                                            "process, or data-parallel on Ray Train when "
+                                            "train.workers is set -- and save checkpoints "
+                                            "under <output.dir>/checkpoints/.")
     add_job_arguments(train, "train.epochs=3")
     train.add_argument("--force", action="store_true",
                        help="retrain even when an up-to-date checkpoint exists")

@@ -1,6 +1,6 @@
 """Inference: shards of the store through Ray actors into the catalog."""
 
-from .engine import InferPlan, InferResult, catalog_url, plan_inference, run_inference
+from .engine import InferPlan, InferResult, plan_inference, run_inference
 from .estimate import Estimator, model_columns
 from .shard import ShardProcessor, ShardReport
 
@@ -10,7 +10,6 @@ __all__ = [
     "InferResult",
     "ShardProcessor",
     "ShardReport",
-    "catalog_url",
     "model_columns",
     "plan_inference",
     "run_inference",

@@ -23,7 +23,7 @@ import math
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from ..errors import (
     SurveyprocError,
     describe_error,
 )
-from ..fs import is_process_local, join, read_bytes, redact
+from ..fs import is_process_local, read_bytes, redact
 from ..jobs import JobSpec
 from ..models.checkpoint import Checkpoint
 from ..ops.metrics import PipelineMetrics
@@ -43,11 +43,10 @@ from ..ops.progress import progress_bar
 from ..ops.ray_runtime import ray_runtime
 from ..store import SurveyStore
 from ..store.shards import Shard
-from ..train.job import checkpoint_url
 from .estimate import model_columns
-from .shard import ShardProcessor
+from .shard import ShardProcessor, ShardReport
 
-__all__ = ["InferPlan", "InferResult", "catalog_url", "plan_inference", "run_inference"]
+__all__ = ["InferPlan", "InferResult", "plan_inference", "run_inference"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +54,6 @@ log = logging.getLogger(__name__)
 #: record, a driver round trip) vanish, few enough that a lost shard costs seconds.
 DEFAULT_OBJECTS_PER_SHARD = 4096
 MAX_ATTEMPTS = 3
-
-
-def catalog_url(job: JobSpec) -> str:
-    return job.infer.catalog or join(job.output.dir, "catalog")
 
 
 @dataclass
@@ -90,7 +85,7 @@ class InferResult:
     peak_actor_rss_mb: float = 0.0
     #: One summary per shard run (index, rows, node, seconds, memory); the per-batch
     #: latencies go to the metrics only, so a million-shard run keeps little here.
-    reports: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[ShardReport] = field(default_factory=list)
 
     @property
     def cutouts_per_s(self) -> float:
@@ -113,7 +108,7 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
         raise InvalidParameterError(msg)
     loaded: list[tuple[str, Checkpoint, bytes]] = []
     for name in names:
-        url = checkpoint_url(job, name)
+        url = job.outputs.checkpoint(name)
         try:
             data = read_bytes(url, job.output.storage_options)
         except FileNotFoundError:
@@ -124,9 +119,10 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
         checkpoint.check_store(store.bands, (store.layout.height, store.layout.width),
                                f"store {store.url}")
         loaded.append((name, checkpoint, data))
-    sparse = [name for name, c, _ in loaded if c.config.get("k")]
-    columns = [model_columns(name, c, f"{name}_" if len(sparse) > 1 else "")
-               for name, c, _ in loaded]
+    columns = [model_columns(name, c) for name, c, _ in loaded]
+    if sum(c.k is not None for c in columns) > 1:  # several sparse models: name their columns
+        columns = [replace(c, sparse_prefix=f"{c.name}_") if c.k is not None else c
+                   for c in columns]
     # Default: about 4,096 objects, and at least 16 shards so that up to 8 actors all work;
     # it depends on the store alone, so a re-run with other resources continues the catalog.
     per_shard = job.infer.objects_per_shard or max(
@@ -139,7 +135,7 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
                         "edges": [s.start for s in shards[:1]] + [s.stop for s in shards][-1:]}}
     schema = CatalogSchema(columns, extra)
     return InferPlan(store, shards, schema, [(name, data) for name, _, data in loaded],
-                     catalog_url(job))
+                     job.outputs.catalog)
 
 
 def _threads(job: JobSpec) -> int:
@@ -156,12 +152,12 @@ class InferenceActor:
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.processor = ShardProcessor(device=device, **processor)
 
-    def process(self, shard: Shard) -> dict[str, Any]:
+    def process(self, shard: Shard) -> ShardReport:
         import ray
 
         report = self.processor.process(shard)
         report.node = ray.get_runtime_context().get_node_id()[:12]
-        return report.to_dict()
+        return report
 
 
 def _new_run_id(job: JobSpec) -> str:
@@ -186,7 +182,7 @@ def run_inference(job: JobSpec, store: SurveyStore) -> InferResult:
                  "checkpoints": plan.checkpoints, "schema": plan.schema.describe(),
                  "catalog_url": plan.catalog, "catalog_options": job.output.storage_options,
                  "run_id": run_id, "batch_size": job.resources.batch_size,
-                 "prefetch": job.infer.prefetch}
+                 "prefetch": job.infer.prefetch, "plugins": list(job.plugins)}
     metrics = PipelineMetrics(job.name)
     metrics.planned.set(sum(len(s) for s in todo))
     started = time.perf_counter()
@@ -203,11 +199,10 @@ def run_inference(job: JobSpec, store: SurveyStore) -> InferResult:
         for report in reports:
             metrics.record_shard(report)
             result.shards_run += 1
-            result.objects_run += report["rows"]
-            result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report["peak_rss_mb"])
-            result.reports.append({k: v for k, v in report.items()
-                                   if k not in ("read_seconds", "model_seconds")})
-            bar.update(report["rows"])
+            result.objects_run += report.rows
+            result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report.peak_rss_mb)
+            result.reports.append(report.summary())
+            bar.update(report.rows)
             elapsed = time.perf_counter() - started
             metrics.rate.set(result.objects_run / elapsed if elapsed > 0 else 0.0)
     result.seconds = time.perf_counter() - started
@@ -221,7 +216,7 @@ def _serial(processor: dict[str, Any], shards: list[Shard]):
     """In this process: for ``memory://`` stores and catalogs, which actors cannot see."""
     local = ShardProcessor(**processor)
     for shard in shards:
-        yield local.process(shard).to_dict()
+        yield local.process(shard)
 
 
 def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],

@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from ..catalog.schema import CatalogSchema, list_column
 from ..catalog.writer import CatalogWriter
+from ..kinds import load_plugins
 from ..models.checkpoint import Checkpoint
 from ..store import open_store
 from ..store.shards import Shard
@@ -47,8 +48,10 @@ class ShardReport:
     peak_rss_mb: float = 0.0
     node: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def summary(self) -> ShardReport:
+        """The same report without per-batch latencies (which go to the metrics only), so a
+        million-shard run keeps little in the driver."""
+        return replace(self, read_seconds=[], model_seconds=[])
 
 
 def _peak_rss_mb() -> float:
@@ -67,7 +70,9 @@ class ShardProcessor:
     def __init__(self, *, store_url: str, store_options: dict[str, Any] | None,
                  checkpoints: list[tuple[str, bytes]], schema: dict[str, Any],
                  catalog_url: str, catalog_options: dict[str, Any] | None, run_id: str,
-                 batch_size: int, prefetch: int = 2, device: str = "cpu") -> None:
+                 batch_size: int, prefetch: int = 2, device: str = "cpu",
+                 plugins: list[str] | tuple[str, ...] = ()) -> None:
+        load_plugins(plugins)  # an actor is a fresh process: the job's plug-in kinds first
         self.store = open_store(store_url, store_options, check_ids=False)
         self.schema = CatalogSchema.from_description(schema)
         by_name = {m.name: m for m in self.schema.models}

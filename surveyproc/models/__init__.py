@@ -1,19 +1,20 @@
-"""Models: the ResNet-18 backbone, SFNet and its dense/PCA baselines, the binned-density PDF model.
+"""Models: the networks (ResNet-18 backbone, SFNet and its dense/PCA baselines, the
+binned-density PDF model), their checkpoints, input normalisation and targets.
 
-Build any of them by name with :func:`get_model`; save and load them, with their
-preprocessing and provenance, as :class:`Checkpoint` files.
+This package takes tensors and arrays; which network a job builds, and how,
+is the business of :mod:`surveyproc.kinds`.
 """
 
 from __future__ import annotations
 
 from .checkpoint import Checkpoint, TargetInfo, load_checkpoint, save_checkpoint
-from .density import BinnedDensity, Grid
-from .pca import PCARegression
+from .density import BinnedDensity
+from .grid import Grid
+from .pca import PCANet, PCARegression
 from .preprocess import Normalization
-from .registry import get_model, model_entry, registered
 from .resnet import ResNet18
 from .sfnet import DenseCNN, SFNet
-from .targets import TargetSpec, resolve_targets, target_values
+from .targets import TargetSpec, resolve_targets, values_from_labels
 from .topk import TopK
 
 __all__ = [
@@ -22,17 +23,15 @@ __all__ = [
     "DenseCNN",
     "Grid",
     "Normalization",
+    "PCANet",
     "PCARegression",
     "ResNet18",
     "SFNet",
     "TargetInfo",
     "TargetSpec",
     "TopK",
-    "get_model",
     "load_checkpoint",
-    "model_entry",
-    "registered",
     "resolve_targets",
     "save_checkpoint",
-    "target_values",
+    "values_from_labels",
 ]

@@ -1,6 +1,7 @@
 """Checkpoints: weights plus everything needed to use them, identified by their content hash.
 
-A checkpoint carries the model kind and config (to rebuild the architecture),
+A checkpoint carries the model kind and config (from which the kind, see
+:func:`surveyproc.kinds.build_network`, rebuilds the architecture),
 the band order and cutout size it was trained on, the input normalisation,
 the targets with their units and standardisation, training provenance and
 metrics, and optionally the optimiser state for resuming.  It is one
@@ -18,12 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointMismatchError, CheckpointNotFoundError
 from ..fs import read_bytes, redact, write_bytes_atomic
 from .preprocess import Normalization
-from .registry import get_model, model_entry
 
 __all__ = ["Checkpoint", "TargetInfo", "load_checkpoint", "save_checkpoint"]
 
@@ -71,27 +70,6 @@ class Checkpoint:
             digest.update(str(tensor.dtype).encode())
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]
-
-    def build(self) -> nn.Module:
-        """The model with these weights, in eval mode.
-
-        Raises
-        ------
-        CheckpointMismatchError
-            The weights do not fit the architecture the config describes.
-        """
-        model = get_model(self.kind, **self.config)
-        try:
-            model.load_state_dict(self.state_dict, strict=True)
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()[0]
-            msg = f"checkpoint of kind {self.kind!r}: weights do not fit its architecture ({first})"
-            raise CheckpointMismatchError(msg) from None
-        return model.eval()
-
-    @property
-    def task(self) -> str:
-        return model_entry(self.kind).task
 
     def check_store(self, bands: tuple[str, ...] | list[str], image_size: tuple[int, int],
                     where: str) -> None:

@@ -13,35 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .grid import Grid
 from .resnet import ResNet18
 
-__all__ = ["BinnedDensity", "DensityOutput", "Grid"]
-
-
-@dataclass(frozen=True)
-class Grid:
-    """``n_bins`` equal bins on ``[low, high)``; PDFs are densities at the bin centres."""
-
-    low: float
-    high: float
-    n_bins: int
-
-    def __post_init__(self) -> None:
-        if not self.high > self.low or self.n_bins < 2:
-            msg = f"grid needs high > low and at least 2 bins, got {self}"
-            raise ValueError(msg)
-
-    @property
-    def width(self) -> float:
-        return (self.high - self.low) / self.n_bins
-
-    def centres(self) -> torch.Tensor:
-        return self.low + self.width * (torch.arange(self.n_bins, dtype=torch.float64) + 0.5)
-
-    def bin_of(self, values: torch.Tensor) -> torch.Tensor:
-        """Bin index of each value, clamped into the grid."""
-        index = torch.floor((values - self.low) / self.width).long()
-        return index.clamp(0, self.n_bins - 1)
+__all__ = ["BinnedDensity", "DensityOutput"]
 
 
 @dataclass
@@ -57,7 +32,7 @@ class BinnedDensity(nn.Module):
 
     Examples
     --------
-    >>> model = BinnedDensity(in_bands=4, grid=Grid(0.0, 0.4, 180))
+    >>> model = BinnedDensity(in_bands=4, grid=Grid(low=0.0, high=0.4, n_bins=180))
     >>> pdf = model.pdf(torch.randn(3, 4, 32, 32))
     >>> pdf.shape, bool((pdf >= 0).all())
     (torch.Size([3, 180]), True)

@@ -85,5 +85,10 @@ class ResNet18(nn.Module):
             if isinstance(module, BasicBlock):
                 nn.init.zeros_(module.bn2.weight)
 
+    @staticmethod
+    def features_for(width: int) -> int:
+        """Length of the pooled feature vector of a network of this ``width``."""
+        return 8 * width
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)

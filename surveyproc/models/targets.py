@@ -15,10 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..store import CutoutBatch
 
-__all__ = ["MIN_SIGNAL_TO_NOISE", "TargetSpec", "resolve_targets", "target_values",
-           "values_from_labels"]
+__all__ = ["MIN_SIGNAL_TO_NOISE", "TargetSpec", "resolve_targets", "values_from_labels"]
 
 MIN_SIGNAL_TO_NOISE = 3.0
 
@@ -52,11 +50,6 @@ def resolve_targets(names: Sequence[str], labels: Sequence[str],
                "(a target is a label, or log_<label>)")
         raise InvalidParameterError(msg)
     return specs
-
-
-def target_values(batch: CutoutBatch, specs: Sequence[TargetSpec]) -> np.ndarray:
-    """(n, targets) float32 values of ``specs`` for ``batch``; NaN where unknown or undetected."""
-    return values_from_labels(batch.labels, len(batch), specs)
 
 
 def values_from_labels(labels: Mapping[str, np.ndarray], n: int,

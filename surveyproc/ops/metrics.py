@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.process_collector import ProcessCollector
+
+if TYPE_CHECKING:  # the driver hands over what the actors report
+    from ..infer.shard import ShardReport
 
 __all__ = ["PipelineMetrics", "TrainMetrics"]
 
@@ -60,19 +63,19 @@ class PipelineMetrics:
                                  "or per shard part (write).", ["job_name", "stage"], registry=r,
                                  buckets=LATENCY_BUCKETS)
 
-    def record_shard(self, report: dict[str, Any]) -> None:
-        """Account for one committed shard's report (see ``infer.shard.ShardReport``)."""
-        self.cutouts.inc(report["rows"])
-        self.bytes_read.inc(report["bytes_read"])
-        self.batches.inc(report["batches"])
-        self.failed_objects.inc(report["failed_objects"])
+    def record_shard(self, report: ShardReport) -> None:
+        """Account for one committed shard's report."""
+        self.cutouts.inc(report.rows)
+        self.bytes_read.inc(report.bytes_read)
+        self.batches.inc(report.batches)
+        self.failed_objects.inc(report.failed_objects)
         self.shards.inc()
-        for stage in ("read", "model"):
-            for seconds in report[f"{stage}_seconds"]:
+        for stage, latencies in (("read", report.read_seconds), ("model", report.model_seconds)):
+            for seconds in latencies:
                 self.latency.labels(self.job, stage).observe(seconds)
-        self.latency.labels(self.job, "write").observe(report["write_seconds"])
-        if report["wall_seconds"] > 0:
-            self.cpu.set(report["cpu_seconds"] / report["wall_seconds"])
+        self.latency.labels(self.job, "write").observe(report.write_seconds)
+        if report.wall_seconds > 0:
+            self.cpu.set(report.cpu_seconds / report.wall_seconds)
 
     @contextlib.contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:

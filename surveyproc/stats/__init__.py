@@ -2,7 +2,7 @@
 
 from .aggregate import Aggregates, aggregate_catalog, dask_client
 from .calibration import crps, pit_values
-from .job import AggregateResult, aggregate_job, report_url
+from .job import AggregateResult, aggregate_job
 
 __all__ = [
     "AggregateResult",
@@ -12,5 +12,4 @@ __all__ = [
     "crps",
     "dask_client",
     "pit_values",
-    "report_url",
 ]

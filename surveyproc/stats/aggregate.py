@@ -14,19 +14,25 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..catalog.reader import catalog_schema
-from ..catalog.schema import CatalogSchema
+from ..catalog.columns import pdf_column, stat_column
+from ..catalog.reader import CommittedParts, catalog_schema, committed_parts
+from ..catalog.schema import CatalogSchema, ModelColumns
+from ..errors import CatalogMismatchError, InvalidParameterError
+from ..jobs import TargetSettings
+from ..kinds import KindAggregator, get_kind, load_plugins
+from ..models.grid import Grid
 from ..models.targets import resolve_targets, values_from_labels
+from ..redact import redact
 from ..store import SurveyStore
 from .calibration import CalibrationSums, calibration_partial, finish_calibration
-from .features import FeatureSums, feature_partial, finish_features
+from .features import FeatureStatistics, FeatureSums, feature_partial, finish_features
 from .frames import catalog_frame, join_labels, labels_frame, list_values
 
 __all__ = ["AggregateSpec", "Aggregates", "aggregate_catalog", "dask_client"]
@@ -43,16 +49,17 @@ ROWS_PER_STEP = 8192
 
 @contextlib.contextmanager
 def dask_client(address: str | None, n_workers: int = 2) -> Iterator[Any]:
-    """A Dask client for the block: the current one if any, the scheduler at ``address``,
-    or a local cluster of ``n_workers`` single-threaded processes bound to 127.0.0.1."""
+    """A Dask client for the block: the scheduler at ``address`` when given, else the
+    current client if any, else a local cluster of ``n_workers`` single-threaded processes
+    bound to 127.0.0.1."""
     from distributed import Client, LocalCluster, default_client
 
-    with contextlib.suppress(ValueError):
-        yield default_client()
-        return
     if address:
         with Client(address) as client:
             yield client
+        return
+    with contextlib.suppress(ValueError):
+        yield default_client()
         return
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=None, processes=True) as cluster, \
@@ -62,23 +69,59 @@ def dask_client(address: str | None, n_workers: int = 2) -> Iterator[Any]:
 
 @dataclass
 class AggregateSpec:
-    """What to compute, derived from the catalog's description and the store."""
+    """What to compute, derived from the catalog's description, the store and the job.
 
-    sparse: list[tuple[str, str, str, int, list[str]]]  # model, idx col, val col, F, targets
-    pdf_targets: list[tuple[str, float, float]]  # target, low, high
-    point_targets: list[str]
+    It travels to the Dask workers: models are plain column descriptions, and
+    a plug-in kind's aggregator is looked up there after ``plugins`` are imported.
+    """
+
+    models: list[ModelColumns]
+    targets: dict[str, TargetSettings]  # evaluation settings of every target
     labels: list[str]
     mag_band: str | None
     zero_point: float
     bpt: bool
+    plugins: list[str] = field(default_factory=list)
     sample_rows: int = 0
 
+    @property
+    def sparse(self) -> list[ModelColumns]:
+        return [m for m in self.models if m.k is not None]
+
+    @property
+    def point_targets(self) -> list[str]:
+        return [t for m in self.models for t in m.targets]
+
+    @property
+    def pdf_grids(self) -> dict[str, Grid]:
+        return {t: m.grid for m in self.models if m.grid is not None for t in m.targets}
+
+    def point_column(self, target: str) -> str:
+        """The column judged as the target's point estimate (its settings, for PDFs)."""
+        stat = self.targets[target].point if target in self.pdf_grids else "mean"
+        return stat_column(target, stat)
+
+    def kind_aggregators(self) -> dict[str, KindAggregator]:
+        """The model kinds' own aggregators, by model name (unknown kinds: none)."""
+        out = {}
+        for model in self.models:
+            try:
+                kind = get_kind(model.kind)
+            except InvalidParameterError:
+                continue
+            aggregator = kind.aggregator(model)
+            if aggregator is not None:
+                out[model.name] = aggregator
+        return out
+
     def catalog_columns(self) -> list[str]:
-        columns = [f"{t}_mean" for t in self.point_targets]
-        columns += [f"{t}_pdf" for t, _, _ in self.pdf_targets]
-        for _, idx, val, _, _ in self.sparse:
-            columns += [idx, val]
-        return columns
+        columns = [self.point_column(t) for t in self.point_targets]
+        columns += [pdf_column(t) for t in self.pdf_grids]
+        for model in self.sparse:
+            columns += [model.act_idx, model.act_val]
+        for aggregator in self.kind_aggregators().values():
+            columns += aggregator.columns
+        return list(dict.fromkeys(columns))
 
     def store_columns(self) -> list[str]:
         columns = [f"labels/{name}" for name in self.labels]
@@ -87,45 +130,47 @@ class AggregateSpec:
         return columns
 
 
-def plan_aggregate(schema: CatalogSchema, store: SurveyStore) -> AggregateSpec:
-    sparse, pdf_targets, point_targets = [], [], []
+def plan_aggregate(schema: CatalogSchema, store: SurveyStore,
+                   targets: Mapping[str, TargetSettings] | None = None,
+                   plugins: list[str] | None = None) -> AggregateSpec:
+    targets = dict(targets or {})
     for model in schema.models:
-        point_targets += list(model.targets)
-        if model.grid is not None:
-            pdf_targets += [(t, model.grid["low"], model.grid["high"]) for t in model.targets]
-        if model.k is not None:
-            n_features = model.n_features or 512
-            sparse.append((model.name, model.act_idx, model.act_val, n_features,
-                           list(model.targets)))
+        for target in model.targets:
+            targets.setdefault(target, TargetSettings())
     bands = store.layout.photometry_bands
     mag_band = "r" if "r" in bands else (bands[-1] if bands else None)
     zero_point = float(store.attrs.get("zero_points", {}).get(mag_band, 22.5)) if mag_band else 0
-    return AggregateSpec(sparse, pdf_targets, point_targets, list(store.label_names), mag_band,
-                         zero_point, all(b in store.label_names for b in BPT_LINES))
+    return AggregateSpec(list(schema.models), targets, list(store.label_names), mag_band,
+                         zero_point, all(b in store.label_names for b in BPT_LINES),
+                         list(plugins or []))
 
 
 @dataclass
 class Partial:
-    """The sums of some rows: one FeatureSums per sparse model, CalibrationSums per target."""
+    """The sums of some rows: FeatureSums per sparse model, CalibrationSums per target,
+    and each kind aggregator's arrays per model."""
 
     features: dict[str, FeatureSums] = field(default_factory=dict)
     calibration: dict[str, CalibrationSums] = field(default_factory=dict)
+    kinds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     rows: int = 0
 
     def __add__(self, other: Partial) -> Partial:
         return Partial({k: v + other.features[k] for k, v in self.features.items()},
                        {k: v + other.calibration[k] for k, v in self.calibration.items()},
+                       {m: {k: v + other.kinds[m][k] for k, v in sums.items()}
+                        for m, sums in self.kinds.items()},
                        self.rows + other.rows)
 
 
-def _groups(spec: AggregateSpec, target: str, low: float, high: float,
+def _groups(spec: AggregateSpec, target: str, grid: Grid,
             truth: np.ndarray, mag: np.ndarray | None) -> tuple[list[str], list[np.ndarray]]:
     names, masks = ["all"], [np.ones(len(truth), dtype=bool)]
     if mag is not None:
         for a, b in itertools.pairwise(MAG_EDGES):
             names.append(f"{spec.mag_band} {a:g}-{b:g}")
             masks.append((mag >= a) & (mag < b))
-    edges = np.linspace(low, high, TARGET_BINS + 1)
+    edges = np.linspace(grid.low, grid.high, TARGET_BINS + 1)
     for a, b in itertools.pairwise(edges):
         names.append(f"{target} {a:.3g}-{b:.3g}")
         masks.append((truth >= a) & (truth < b))
@@ -137,6 +182,7 @@ def partial_sums(frame: pd.DataFrame, spec: AggregateSpec, seed: int) -> Partial
     :data:`ROWS_PER_STEP` rows: Dask may merge small Parquet parts into large
     partitions, and a slice's working arrays (PDFs as float64, their CDFs) must
     stay small whatever the partition size."""
+    load_plugins(spec.plugins)  # a Dask worker is a fresh process
     total: Partial | None = None
     n = len(frame)
     for step, start in enumerate(range(0, max(n, 1), ROWS_PER_STEP)):
@@ -170,22 +216,24 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec, sample_rows: int,
                                 "log_oiii_hb": np.log10(oiii / hb),
                                 "agn": label_columns.get("agn", np.full(n, np.nan))})
     object_id = frame.index.to_numpy()
-    for model, idx_col, val_col, n_features, targets in spec.sparse:
-        labels = {**label_columns, **{t: truth[t] for t in targets}}
-        result.features[model] = feature_partial(
-            list_values(frame[idx_col]), list_values(frame[val_col]), object_id, labels,
-            list(targets), n_features, sample_rows, bpt, seed)
-    pdf_grids = {t: (low, high) for t, low, high in spec.pdf_targets}
+    for model in spec.sparse:
+        labels = {**label_columns, **{t: truth[t] for t in model.targets}}
+        result.features[model.name] = feature_partial(
+            list_values(frame[model.act_idx]), list_values(frame[model.act_val]), object_id,
+            labels, list(model.targets), model.n_features or 512, sample_rows, bpt, seed)
+    grids = spec.pdf_grids
     for target in spec.point_targets:
-        point = frame[f"{target}_mean"].to_numpy(dtype=np.float64, na_value=np.nan)
-        grid = pdf_grids.get(target)
-        low, high = grid if grid else (np.nanmin(truth[target], initial=0.0),
-                                       np.nanmax(truth[target], initial=1.0))
-        groups, masks = (_groups(spec, target, low, high, truth[target], mag) if grid
+        settings = spec.targets[target]
+        point = frame[spec.point_column(target)].to_numpy(dtype=np.float64, na_value=np.nan)
+        grid = grids.get(target)
+        groups, masks = (_groups(spec, target, grid, truth[target], mag) if grid
                          else (["all"], [np.ones(n, dtype=bool)]))
-        pdf = list_values(frame[f"{target}_pdf"]) if grid else None
+        pdf = list_values(frame[pdf_column(target)]) if grid else None
         result.calibration[target] = calibration_partial(
-            truth[target], point, masks, groups, target == "redshift", pdf, grid)
+            truth[target], point, masks, groups, relative=settings.relative_error,
+            thresholds=tuple(settings.outliers), pdf=pdf, grid=grid)
+    for name, aggregator in spec.kind_aggregators().items():
+        result.kinds[name] = aggregator.partial(frame, {**label_columns, **truth})
     return result
 
 
@@ -204,33 +252,56 @@ class Aggregates:
 
     rows: int
     seconds: float
-    features: dict[str, dict[str, Any]]
+    features: dict[str, FeatureStatistics]
     calibration: dict[str, pd.DataFrame]
     pit_hist: dict[str, np.ndarray]  # all galaxies, PIT_BINS bins on [0, 1]
     spec: AggregateSpec
+    kinds: dict[str, Any] = field(default_factory=dict)  # kind aggregators' results by model
+    parts: CommittedParts | None = None  # which shards were read
 
 
 def aggregate_catalog(catalog_url: str, store: SurveyStore,
-                      storage_options: dict[str, Any] | None = None) -> Aggregates:
+                      storage_options: dict[str, Any] | None = None, *,
+                      targets: Mapping[str, TargetSettings] | None = None,
+                      plugins: list[str] | None = None,
+                      allow_partial: bool = False) -> Aggregates:
     """Compute every statistic of the catalog at ``catalog_url`` against ``store``'s labels
-    (on the current Dask client)."""
+    (on the current Dask client), reading only committed parts.
+
+    Raises
+    ------
+    CatalogMismatchError
+        The catalog is unfinished (no manifest) and ``allow_partial`` is false; the
+        message says how many shards of how many are committed.
+    """
     from dask import delayed
 
     started = time.perf_counter()
+    load_plugins(plugins or [])
     schema = catalog_schema(catalog_url, storage_options)
-    spec = plan_aggregate(schema, store)
-    catalog = catalog_frame(catalog_url, storage_options, spec.catalog_columns())
+    parts = committed_parts(catalog_url, storage_options)
+    if not parts.complete and not allow_partial:
+        msg = (f"catalog {redact(catalog_url)} is unfinished: {parts.summary}; finish it with "
+               "surveyproc infer, or aggregate what is there with "
+               "--set aggregate.allow_partial=true")
+        raise CatalogMismatchError(msg)
+    if not parts.urls:
+        msg = f"catalog {redact(catalog_url)} has no committed shards yet ({parts.summary})"
+        raise CatalogMismatchError(msg)
+    spec = plan_aggregate(schema, store, targets, plugins)
+    catalog = catalog_frame(parts.urls, storage_options, spec.catalog_columns())
     joined = join_labels(catalog, labels_frame(store, spec.store_columns()))
-    parts = joined.to_delayed()
-    spec.sample_rows = -(-BPT_SAMPLE // max(len(parts), 1))
-    partials = [delayed(partial_sums)(part, spec, seed) for seed, part in enumerate(parts)]
+    partitions = joined.to_delayed()
+    spec.sample_rows = -(-BPT_SAMPLE // max(len(partitions), 1))
+    partials = [delayed(partial_sums)(part, spec, seed) for seed, part in enumerate(partitions)]
     total: Partial = _tree_sum(partials).compute()
-    features = {}
-    for model, _, _, _, targets in spec.sparse:
-        features[model] = finish_features(total.features[model], targets)
+    features = {model.name: finish_features(total.features[model.name], list(model.targets))
+                for model in spec.sparse}
+    aggregators = spec.kind_aggregators()
+    kinds = {name: aggregators[name].finish(sums) for name, sums in total.kinds.items()}
     calibration = {target: pd.DataFrame(finish_calibration(sums))
                    for target, sums in total.calibration.items()}
     pit_hist = {target: sums.pit_hist[0] for target, sums in total.calibration.items()
                 if sums.has_pdf}
     return Aggregates(total.rows, time.perf_counter() - started, features, calibration,
-                      pit_hist, spec)
+                      pit_hist, spec, kinds, parts)

@@ -2,17 +2,22 @@
 
 Per galaxy: the PIT (the PDF's CDF at the true value), the CRPS, whether the
 truth falls in the central 68 % and 95 % intervals (equivalently, PIT within
-[0.16, 0.84] and [0.025, 0.975]), and the point-estimate error
-``dz = (mean - truth) / (1 + truth)`` for redshift (``mean - truth`` for other
-targets, in their unit, dex for logarithmic ones).  Partitions reduce these to
-histograms and sums that merge exactly; the statistics are read off the
+[0.16, 0.84] and [0.025, 0.975]), and the point-estimate error: relative,
+``dz = (point - truth) / (1 + truth)``, for targets whose settings say so
+(photometric redshifts), else ``point - truth`` in the target's unit (dex for
+logarithmic ones).  Outlier thresholds are the target's settings too.
+A truth outside the PDF's grid has PIT 0 or 1 and its CRPS includes the
+distance to the grid (where the PDF has no mass); such objects are counted.
+Partitions reduce these to histograms and sums that merge exactly; the statistics are read off the
 merged histograms, so memory does not grow with rows:
 
 * KS, Cramer-von Mises and Anderson-Darling (k-sample, against an evenly spaced
   uniform sample, as ``qp.metrics.PIT`` does) from a 10,000-bin PIT histogram:
   the statistics of the PIT values rounded to 1e-4;
-* median and sigma_NMAD = 1.4826 median(|dz - median(dz)|) from a histogram of
-  dz on [-1, 1] in steps of 1e-4 (dz outside counts in the outlier fractions).
+* median and sigma_NMAD = 1.4826 median(|dz - median(dz)|) -- the convention
+  standard in photo-z work (with dz the relative error for redshift), i.e. the
+  NMAD about the median, not about zero -- from a histogram of the error on
+  [-1, 1] in steps of 1e-4 (errors outside count as far from the median).
 
 The PDF is read as piecewise constant within bins (the same reading as the
 catalog's quantiles).
@@ -26,35 +31,44 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..catalog.pdf import bin_mass, cdf_at_edges
+from ..models.grid import Grid
 
-__all__ = ["CalibrationSums", "anderson_ksamp_binned", "calibration_partial", "crps",
-           "finish_calibration", "pit_values"]
+__all__ = ["SIGMA_NMAD_CONVENTION", "CalibrationSums", "anderson_ksamp_binned",
+           "calibration_partial", "crps", "finish_calibration", "pit_values"]
 
 PIT_BINS = 10_000
 DZ_RANGE = 1.0
 DZ_BINS = 20_000
 
 
-def _cdf_edges(pdf: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float]:
-    mass, width = bin_mass(pdf, low, high)
-    return cdf_at_edges(mass), width
+#: How sigma_NMAD is computed, as the report states it.
+SIGMA_NMAD_CONVENTION = "sigma_NMAD = 1.4826 x median(|e - median(e)|), e the error"
+#: Harmonic sums of the Anderson-Darling normalisation are accumulated this many terms at
+#: a time, so memory does not grow with the catalog.
+HARMONIC_BLOCK = 1 << 20
 
 
-def pit_values(pdf: np.ndarray, truth: np.ndarray, low: float, high: float) -> np.ndarray:
+def pit_values(pdf: np.ndarray, truth: np.ndarray, grid: Grid) -> np.ndarray:
     """CDF of each row's PDF at its true value (0 below the grid, 1 above)."""
-    cdf, width = _cdf_edges(pdf, low, high)
-    n_bins = pdf.shape[1]
-    position = np.clip((truth - low) / width, 0.0, n_bins)
-    k = np.minimum(position.astype(np.int64), n_bins - 1)
+    cdf = cdf_at_edges(bin_mass(pdf, grid))
+    position = np.clip((truth - grid.low) / grid.width, 0.0, grid.n_bins)
+    k = np.minimum(position.astype(np.int64), grid.n_bins - 1)
     frac = position - k
     rows = np.arange(len(pdf))
-    return cdf[rows, k] + frac * (cdf[rows, k + 1] - cdf[rows, k])
+    pit = cdf[rows, k] + frac * (cdf[rows, k + 1] - cdf[rows, k])
+    # exactly 0 or 1 off the grid (not a cumulative sum's rounding of them)
+    return np.where(truth >= grid.high, 1.0, np.where(truth <= grid.low, 0.0, pit))
 
 
-def crps(pdf: np.ndarray, truth: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Continuous ranked probability score of each row, integrated over the grid."""
-    cdf, width = _cdf_edges(pdf, low, high)
-    n_bins = pdf.shape[1]
+def crps(pdf: np.ndarray, truth: np.ndarray, grid: Grid) -> np.ndarray:
+    """Continuous ranked probability score of each row: the integral over the whole line
+    of (F(x) - [x >= truth])^2, with F = 0 below the grid and 1 above it.
+
+    A truth above the grid adds ``truth - high``, below it ``low - truth`` (the
+    stretch where the step and the CDF disagree by 1).
+    """
+    cdf = cdf_at_edges(bin_mass(pdf, grid))
+    low, high, width = grid.low, grid.high, grid.width
     y = np.clip(truth, low, high)
     # integral of F^2 over the grid: F is linear within each bin
     left, right = cdf[:, :-1], cdf[:, 1:]
@@ -63,13 +77,13 @@ def crps(pdf: np.ndarray, truth: np.ndarray, low: float, high: float) -> np.ndar
     integral = np.concatenate([np.zeros((len(cdf), 1)),
                                np.cumsum(width * (left + right) / 2, axis=1)], axis=1)
     position = (y - low) / width
-    k = np.minimum(position.astype(np.int64), n_bins - 1)
+    k = np.minimum(position.astype(np.int64), grid.n_bins - 1)
     frac = position - k
     rows = np.arange(len(pdf))
     f_at_y = cdf[rows, k] + frac * (cdf[rows, k + 1] - cdf[rows, k])
     below = integral[rows, k] + frac * width * (cdf[rows, k] + f_at_y) / 2
     above = integral[:, -1] - below
-    return f2 - 2 * above + (high - y)
+    return f2 - 2 * above + (high - y) + np.abs(truth - y)
 
 
 @dataclass
@@ -85,39 +99,43 @@ class CalibrationSums:
     crps_sum: np.ndarray
     cover68: np.ndarray
     cover95: np.ndarray
-    outliers15: np.ndarray
-    outliers05: np.ndarray
+    outside: np.ndarray  # truth outside the PDF's grid (PIT 0 or 1)
+    outliers: np.ndarray  # (G, thresholds)
+    thresholds: tuple[float, ...]
     has_pdf: bool
 
     @classmethod
-    def empty(cls, groups: list[str], has_pdf: bool) -> CalibrationSums:
+    def empty(cls, groups: list[str], has_pdf: bool,
+              thresholds: tuple[float, ...] = ()) -> CalibrationSums:
         g = len(groups)
         pit = np.zeros((g, PIT_BINS)) if has_pdf else np.zeros((g, 0))
         return cls(groups, np.zeros(g), pit, np.zeros((g, DZ_BINS)), np.zeros(g), np.zeros(g),
-                   np.zeros(g), np.zeros(g), np.zeros(g), np.zeros(g), np.zeros(g), has_pdf)
+                   np.zeros(g), np.zeros(g), np.zeros(g), np.zeros(g),
+                   np.zeros((g, len(thresholds))), tuple(thresholds), has_pdf)
 
     def __add__(self, other: CalibrationSums) -> CalibrationSums:
         return CalibrationSums(self.groups, self.n + other.n, self.pit_hist + other.pit_hist,
                                self.dz_hist + other.dz_hist, self.dz_below + other.dz_below,
                                self.dz_sum + other.dz_sum,
                                self.crps_sum + other.crps_sum, self.cover68 + other.cover68,
-                               self.cover95 + other.cover95,
-                               self.outliers15 + other.outliers15,
-                               self.outliers05 + other.outliers05, self.has_pdf)
+                               self.cover95 + other.cover95, self.outside + other.outside,
+                               self.outliers + other.outliers, self.thresholds, self.has_pdf)
 
 
 def calibration_partial(truth: np.ndarray, point: np.ndarray, group_masks: list[np.ndarray],
-                        groups: list[str], redshift: bool, pdf: np.ndarray | None = None,
-                        grid: tuple[float, float] | None = None) -> CalibrationSums:
+                        groups: list[str], *, relative: bool = False,
+                        thresholds: tuple[float, ...] = (), pdf: np.ndarray | None = None,
+                        grid: Grid | None = None) -> CalibrationSums:
     """Sums of one partition; ``group_masks[g]`` selects the rows of group ``g``."""
-    sums = CalibrationSums.empty(groups, pdf is not None)
+    sums = CalibrationSums.empty(groups, pdf is not None, thresholds)
     known = np.isfinite(truth) & np.isfinite(point)
-    dz = (point - truth) / (1 + truth) if redshift else point - truth
-    pit = score = None
+    dz = (point - truth) / (1 + truth) if relative else point - truth
+    pit = score = outside = None
     if pdf is not None and grid is not None:
-        safe = np.where(known, truth, grid[0])
-        pit = pit_values(pdf, safe, *grid)
-        score = crps(pdf, safe, *grid)
+        safe = np.where(known, truth, grid.low)
+        pit = pit_values(pdf, safe, grid)
+        score = crps(pdf, safe, grid)
+        outside = (safe < grid.low) | (safe > grid.high)
     for g, mask in enumerate(group_masks):
         rows = mask & known
         sums.n[g] = rows.sum()
@@ -125,14 +143,15 @@ def calibration_partial(truth: np.ndarray, point: np.ndarray, group_masks: list[
         sums.dz_hist[g] = np.histogram(d, bins=DZ_BINS, range=(-DZ_RANGE, DZ_RANGE))[0]
         sums.dz_below[g] = (d < -DZ_RANGE).sum()
         sums.dz_sum[g] = d.sum()
-        sums.outliers15[g] = (np.abs(d) > 0.15).sum()
-        sums.outliers05[g] = (np.abs(d) > 0.05).sum()
-        if pit is not None and score is not None:
+        for j, threshold in enumerate(thresholds):
+            sums.outliers[g, j] = (np.abs(d) > threshold).sum()
+        if pit is not None and score is not None and outside is not None:
             p = pit[rows]
             sums.pit_hist[g] = np.histogram(p, bins=PIT_BINS, range=(0.0, 1.0))[0]
             sums.crps_sum[g] = score[rows].sum()
             sums.cover68[g] = ((p >= 0.16) & (p <= 0.84)).sum()
             sums.cover95[g] = ((p >= 0.025) & (p <= 0.975)).sum()
+            sums.outside[g] = outside[rows].sum()
     return sums
 
 
@@ -188,6 +207,20 @@ def _pit_tests(hist: np.ndarray) -> dict[str, float]:
     return {"ks": ks, "cvm": cvm, "ad": anderson_ksamp_binned(hist)}
 
 
+def _harmonic_sums(big_n: int) -> tuple[float, float]:
+    """scipy's ``h = sum_{i<N} 1/i`` and ``g = sum_{i=1}^{N-2} sum_{j=i+1}^{N-1} 1/((N-j) j)``
+    written as ``sum_m c_m / (m + 2)`` with ``c_m`` the running sum of ``1 / (N-1-i)``,
+    accumulated in blocks of :data:`HARMONIC_BLOCK` terms: memory stays constant, however
+    many rows the catalog has."""
+    running, g = 0.0, 0.0
+    for start in range(0, big_n - 2, HARMONIC_BLOCK):
+        m = np.arange(start, min(start + HARMONIC_BLOCK, big_n - 2), dtype=np.float64)
+        partial = running + np.cumsum(1.0 / (big_n - 1 - m))
+        g += float((partial / (m + 2)).sum())
+        running = float(partial[-1])
+    return running + 1.0, g
+
+
 def anderson_ksamp_binned(hist: np.ndarray) -> float:
     """scipy's normalised k-sample Anderson-Darling statistic (midrank version) of PIT
     values binned in ``hist`` against ``len`` evenly spaced values on [0, 1], with the
@@ -217,9 +250,7 @@ def anderson_ksamp_binned(hist: np.ndarray) -> float:
     a2 *= (big_n - 1) / big_n
     k, n = 2, np.array([n1, n1], dtype=np.float64)
     h_sum = (1.0 / n).sum()
-    hs_cs = np.cumsum(1.0 / np.arange(big_n - 1, 1, -1))
-    h = hs_cs[-1] + 1
-    g = float((hs_cs / np.arange(2, big_n)).sum())
+    h, g = _harmonic_sums(int(big_n))
     a = (4 * g - 6) * (k - 1) + (10 - 6 * g) * h_sum
     b = (2 * g - 4) * k**2 + 8 * h * k + (2 * g - 14 * h - 4) * h_sum - 8 * h + 4 * g - 6
     c = (6 * h + 2 * g - 2) * k**2 + (4 * h - 4 * g + 6) * k + (2 * h - 6) * h_sum + 4 * h
@@ -239,13 +270,14 @@ def finish_calibration(sums: CalibrationSums) -> list[dict[str, float | str]]:
         median, nmad = _sigma_nmad(sums.dz_hist[g], n, sums.dz_below[g])
         row: dict[str, float | str] = {
             "group": group, "n": float(n), "bias_mean": float(sums.dz_sum[g] / n),
-            "bias_median": median, "sigma_nmad": nmad,
-            "outlier_frac_0.15": float(sums.outliers15[g] / n),
-            "outlier_frac_0.05": float(sums.outliers05[g] / n)}
+            "bias_median": median, "sigma_nmad": nmad}
+        for j, threshold in enumerate(sums.thresholds):
+            row[f"outlier_frac_{threshold:g}"] = float(sums.outliers[g, j] / n)
         if sums.has_pdf:
             row.update(_pit_tests(sums.pit_hist[g]))
             row.update({"crps": float(sums.crps_sum[g] / n),
                         "coverage_68": float(sums.cover68[g] / n),
-                        "coverage_95": float(sums.cover95[g] / n)})
+                        "coverage_95": float(sums.cover95[g] / n),
+                        "outside_grid": float(sums.outside[g])})
         rows.append(row)
     return rows

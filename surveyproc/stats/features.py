@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureSums", "feature_partial", "finish_features"]
+__all__ = ["FeatureStatistics", "FeatureSums", "feature_partial", "finish_features"]
 
 EXEMPLARS = 8
 
@@ -167,8 +167,31 @@ def _correlation(cov: np.ndarray, var_a: np.ndarray, var_b: np.ndarray) -> np.nd
     return np.divide(cov, scale, out=np.full_like(cov, np.nan), where=scale > 0)
 
 
+@dataclass
+class FeatureStatistics:
+    """The finished sparse-feature statistics of one model."""
+
+    n: int
+    per_feature: pd.DataFrame  # feature, frequency, mean/max activation, mean over all
+    order: np.ndarray  # features by decreasing frequency
+    feature_corr: np.ndarray  # (F, F)
+    label_corr: np.ndarray  # (F, labels)
+    explained: pd.DataFrame  # target, m, explained_variance
+    exemplars: dict[int, list[int]]  # feature -> object ids of its top activations
+    sample: pd.DataFrame | None  # BPT coordinates and activations of a random sample
+
+    def active(self) -> list[int]:
+        """Features that were ever active, most frequent first."""
+        frequency = self.per_feature["frequency"].to_numpy()
+        return [int(f) for f in self.order if frequency[f] > 0]
+
+    def top(self, n: int) -> list[int]:
+        """The ``n`` most frequent features (fewer if fewer were ever active)."""
+        return self.active()[:n]
+
+
 def finish_features(sums: FeatureSums, targets: list[str], ms: tuple[int, ...] = (1, 2, 4, 8, 16)
-                    ) -> dict:
+                    ) -> FeatureStatistics:
     """Turn merged sums into tables: per-feature stats, explained variance, correlations."""
     n = max(sums.n, 1)
     frequency = sums.count / n
@@ -207,7 +230,5 @@ def finish_features(sums: FeatureSums, targets: list[str], ms: tuple[int, ...] =
     exemplars = {int(f): [int(i) for v, i in zip(sums.top_values[f], sums.top_ids[f],
                                                   strict=True) if np.isfinite(v)]
                  for f in order[:32]}
-    return {"n": sums.n, "per_feature": per_feature, "order": order,
-            "feature_corr": feature_corr, "label_corr": label_corr,
-            "explained": pd.DataFrame(explained), "exemplars": exemplars,
-            "sample": sums.sample}
+    return FeatureStatistics(sums.n, per_feature, order, feature_corr, label_corr,
+                             pd.DataFrame(explained), exemplars, sums.sample)

@@ -1,6 +1,6 @@
 """The catalog and the store's labels as one lazy Dask DataFrame, joined by object id.
 
-The catalog is read with ``dask.dataframe.read_parquet`` (only the columns a
+The catalog's committed parts are read with ``dask.dataframe.read_parquet`` (only the columns a
 statistic needs; list columns stay Arrow-backed so a partition's activations or
 PDFs are one NumPy reshape away), the labels with ``dask.array.from_zarr``.
 When both are sorted by object id -- always, for catalogs written by
@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 LABEL_PARTITION = 262_144
 
 
-def catalog_frame(url: str, storage_options: dict[str, Any] | None,
+def catalog_frame(parts: Sequence[str], storage_options: dict[str, Any] | None,
                   columns: Sequence[str]) -> dd.DataFrame:
-    """The catalog's ``columns`` (plus ``object_id`` as the index), lazily."""
-    fs, path = resolve(url, storage_options)
+    """The ``columns`` (plus ``object_id`` as the index) of the catalog parts at ``parts``
+    (the committed ones: :func:`surveyproc.catalog.committed_parts`), lazily."""
+    fs, _ = resolve(parts[0], storage_options)
+    paths = [resolve(part, storage_options)[1] for part in parts]
     wanted = [c for c in dict.fromkeys(columns) if c != "object_id"]
-    frame = dd.read_parquet(path, columns=wanted, filesystem=fs,
+    frame = dd.read_parquet(paths, columns=wanted, filesystem=fs,
                             index="object_id", calculate_divisions=True,
                             dtype_backend="pyarrow")
     return frame

@@ -6,19 +6,16 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import CheckpointNotFoundError
 from ..fs import is_local, join, normalize, resolve
-from ..infer.engine import catalog_url
 from ..jobs import JobSpec
-from ..models import load_checkpoint
+from ..models import Checkpoint, load_checkpoint
 from ..store import SurveyStore
-from ..train.job import checkpoint_url
 from .aggregate import aggregate_catalog, dask_client
 from .report import write_report
 
-__all__ = ["AggregateResult", "aggregate_job", "report_url"]
+__all__ = ["AggregateResult", "aggregate_job"]
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +27,22 @@ class AggregateResult:
     seconds: float
 
 
-def report_url(job: JobSpec) -> str:
-    return join(job.output.dir, "report")
-
-
 def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
     """Aggregate the job's catalog against ``store`` and write the report."""
-    catalog = catalog_url(job)
+    catalog = job.outputs.catalog
     with dask_client(job.dask.address, job.dask.n_workers):
-        aggregates = aggregate_catalog(catalog, store, job.output.storage_options)
-    checkpoints: dict[str, Any] = {}
+        aggregates = aggregate_catalog(catalog, store, job.output.storage_options,
+                                       targets=job.targets, plugins=job.plugins,
+                                       allow_partial=job.aggregate.allow_partial)
+    checkpoints: dict[str, Checkpoint] = {}
     for model in job.models:
         try:
-            checkpoints[model.name] = load_checkpoint(checkpoint_url(job, model.name),
+            checkpoints[model.name] = load_checkpoint(job.outputs.checkpoint(model.name),
                                                       job.output.storage_options)
         except CheckpointNotFoundError:
-            log.info("model %s: no checkpoint; its equation is left out", model.name)
-    target = report_url(job)
+            log.info("model %s: no checkpoint; its kind's report section gets none",
+                     model.name)
+    target = job.outputs.report
     title = f"surveyproc report: {job.name}"
     if is_local(target):
         path = write_report(aggregates, store, Path(normalize(target)), checkpoints, catalog,

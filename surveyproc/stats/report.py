@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..models.readouts import head_equations
+from ..catalog.schema import ModelColumns
+from ..errors import InvalidParameterError
+from ..kinds import ReportContext, get_kind
+from ..models.checkpoint import Checkpoint
 from ..store import SurveyStore
 from .aggregate import Aggregates
+from .calibration import SIGMA_NMAD_CONVENTION
+from .features import FeatureStatistics
 from .figures import (
     bpt_figure,
     calibration_figure,
@@ -81,101 +86,105 @@ def _img(name: str, alt: str) -> str:
 
 
 def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
-                 checkpoints: dict[str, Any], catalog_url: str, title: str) -> Path:
+                 checkpoints: dict[str, Checkpoint], catalog_url: str, title: str) -> Path:
     """Write tables, figures and ``index.html`` into ``out_dir``; return the HTML path.
 
-    ``checkpoints`` maps a sparse model's name to its loaded checkpoint (for the
-    head's equation); models without one get no equation section.
+    Per model: its sparse-feature section (if it has sparse columns), then its
+    kind's own section (``ModelKind.report_section``, given the model's
+    checkpoint from ``checkpoints`` when there is one); then the calibration
+    of every target.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     body: list[str] = []
     summary: dict[str, Any] = {"rows": aggregates.rows, "seconds": round(aggregates.seconds, 2),
                                "catalog": catalog_url, "store": store.url, "features": {},
-                               "calibration": {}}
-    for model, stats in aggregates.features.items():
-        body.append(_feature_section(model, stats, store, out_dir, checkpoints.get(model),
-                                     summary))
+                               "models": {}, "calibration": {},
+                               "sigma_nmad": SIGMA_NMAD_CONVENTION}
+    parts = aggregates.parts
+    status = ""
+    if parts is not None and not parts.complete:
+        status = (f'<p class="partial"><b>partial: {len(parts.urls)} of {parts.n_shards} '
+                  "shards</b> (the catalog is unfinished; these statistics cover its "
+                  "committed shards only)</p>")
+        summary["partial"] = {"shards": len(parts.urls), "of": parts.n_shards}
+    for model in aggregates.spec.models:
+        stats = aggregates.features.get(model.name)
+        if stats is not None:
+            body.append(_feature_section(model.name, stats, store, out_dir, summary))
+        body.append(_kind_section(model, aggregates, checkpoints.get(model.name), out_dir,
+                                  summary, stats))
     for target, table in aggregates.calibration.items():
         body.append(_calibration_section(target, table, aggregates, out_dir, summary))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     page = _PAGE.format(title=html.escape(title), rows=aggregates.rows,
                         catalog=html.escape(catalog_url), store=html.escape(store.url),
-                        body="\n".join(body))
+                        status=status, body="\n".join(body))
     path = out_dir / "index.html"
     path.write_text(page)
     return path
 
 
-def _feature_section(model: str, stats: dict[str, Any], store: SurveyStore, out: Path,
-                     checkpoint: Any, summary: dict[str, Any]) -> str:
-    per_feature: pd.DataFrame = stats["per_feature"]
-    order = [int(f) for f in stats["order"]]
+def _kind_section(model: ModelColumns, aggregates: Aggregates, checkpoint: Checkpoint | None,
+                  out: Path, summary: dict[str, Any], features: FeatureStatistics | None) -> str:
+    """The model kind's own section, if its kind is known here and has one."""
+    try:
+        kind = get_kind(model.kind)
+    except InvalidParameterError:
+        log.info("model %s: kind %s is not registered here (a missing plug-in?); its own "
+                 "report section is left out", model.name, model.kind)
+        return ""
+    entry: dict[str, Any] = summary["models"].setdefault(model.name, {"kind": model.kind})
+    context = ReportContext(model, checkpoint, out, entry, aggregates.kinds.get(model.name),
+                            features, _table, _img)
+    return kind.report_section(context) or ""
+
+
+def _feature_section(model: str, stats: FeatureStatistics, store: SurveyStore, out: Path,
+                     summary: dict[str, Any]) -> str:
+    per_feature = stats.per_feature
     per_feature.sort_values("frequency", ascending=False).to_csv(
         out / f"features_{model}.csv", index=False)
-    stats["explained"].to_csv(out / f"explained_{model}.csv", index=False)
-    top = [f for f in order if per_feature.loc[f, "frequency"] > 0][:TOP_FEATURES]
-    corr_features = [f for f in order if per_feature.loc[f, "frequency"] > 0][
-        :CORRELATION_FEATURES]
+    stats.explained.to_csv(out / f"explained_{model}.csv", index=False)
+    top = stats.top(TOP_FEATURES)
+    corr_features = stats.top(CORRELATION_FEATURES)
     names = [str(f) for f in corr_features]
-    pd.DataFrame(stats["feature_corr"][np.ix_(corr_features, corr_features)], index=names,
+    pd.DataFrame(stats.feature_corr[np.ix_(corr_features, corr_features)], index=names,
                  columns=names).to_csv(out / f"feature_correlations_{model}.csv")
     labels = list(store.label_names)
-    label_corr = pd.DataFrame(stats["label_corr"][corr_features], index=names,
-                              columns=labels[:stats["label_corr"].shape[1]])
+    label_corr = pd.DataFrame(stats.label_corr[corr_features], index=names,
+                              columns=labels[:stats.label_corr.shape[1]])
     label_corr.to_csv(out / f"feature_label_correlations_{model}.csv")
     parts = [f"<h2>Sparse features of {html.escape(model)}</h2>",
-             f"<p>{stats['n']:,} galaxies; {int((per_feature['frequency'] > 0).sum())} of "
+             f"<p>{stats.n:,} galaxies; {int((per_feature['frequency'] > 0).sum())} of "
              f"{len(per_feature)} features ever active.</p>",
              _img(frequency_figure(per_feature, out, f"frequency_{model}.png"),
                   "activation frequency"),
              _table(per_feature.sort_values("frequency", ascending=False).head(12))]
-    if len(stats["explained"]):
+    if len(stats.explained):
         parts += ["<h3>Variance of each target explained by its most frequent features</h3>",
-                  _img(explained_figure(stats["explained"], out, f"explained_{model}.png"),
-                       "explained variance"), _table(stats["explained"])]
-    if checkpoint is not None:
-        parts.append(_equations(model, checkpoint, top, out, summary))
-    images = exemplar_images(store, {f: stats["exemplars"].get(f, []) for f in top})
+                  _img(explained_figure(stats.explained, out, f"explained_{model}.png"),
+                       "explained variance"), _table(stats.explained)]
+    images = exemplar_images(store, {f: stats.exemplars.get(f, []) for f in top})
     if images:
         parts += ["<h3>Top-activating galaxies of the most frequent features</h3>",
                   _img(montage_figure([(f, images.get(f, [])) for f in top], out,
                                       f"exemplars_{model}.png"), "exemplar montage")]
-    sample = stats.get("sample")
+    sample = stats.sample
     if sample is not None and len(sample):
         parts += ["<h3>BPT diagram coloured by feature activation</h3>",
                   _img(bpt_figure(sample, top, out, f"bpt_{model}.png"), "BPT diagrams")]
     parts += ["<h3>Correlations</h3>",
-              _img(correlation_figure(stats["feature_corr"][np.ix_(corr_features,
-                                                                   corr_features)],
+              _img(correlation_figure(stats.feature_corr[np.ix_(corr_features,
+                                                                corr_features)],
                                       names, names, out, f"feature_correlations_{model}.png",
                                       "feature-feature"), "feature correlations"),
               _img(correlation_figure(label_corr.to_numpy(), names, list(label_corr.columns),
                                       out, f"feature_label_correlations_{model}.png",
                                       "feature-label"), "feature-label correlations")]
     summary["features"][model] = {
-        "n": stats["n"], "top_features": top,
-        "explained": stats["explained"].to_dict(orient="records")}
+        "n": stats.n, "top_features": top,
+        "explained": stats.explained.to_dict(orient="records")}
     return "\n".join(parts)
-
-
-def _equations(model: str, checkpoint: Any, top: list[int], out: Path,
-               summary: dict[str, Any]) -> str:
-    state = checkpoint.state_dict
-    equations = head_equations(state["head.weight"].numpy(), state["head.bias"].numpy(),
-                               checkpoint.targets)
-    rows, lines = [], []
-    for equation in equations:
-        terms = equation.terms(np.array(top))
-        text = f"{equation.target} = {equation.intercept:.4g} " + " ".join(
-            f"{'+' if w >= 0 else '-'} {abs(w):.3g} f{f}" for f, w in terms)
-        lines.append(f"<pre>{html.escape(text)}</pre>")
-        rows.append({"target": equation.target, "intercept": equation.intercept,
-                     "terms": [{"feature": f, "weight": w} for f, w in terms]})
-    (out / f"equations_{model}.json").write_text(json.dumps(rows, indent=2))
-    summary["features"].setdefault(model, {})
-    return ("<h3>The head's equation in the most frequent features</h3>"
-            "<p>(activations f<i>n</i> are zero unless among the galaxy's top-k)</p>"
-            + "".join(lines))
 
 
 def _calibration_section(target: str, table: pd.DataFrame, aggregates: Aggregates, out: Path,
@@ -183,9 +192,21 @@ def _calibration_section(target: str, table: pd.DataFrame, aggregates: Aggregate
     table.to_csv(out / f"calibration_{target}.csv", index=False)
     overall = table[table["group"] == "all"].iloc[0].to_dict() if len(table) else {}
     summary["calibration"][target] = overall
-    unit = "dz = (mean - truth)/(1 + truth)" if target == "redshift" else "mean - truth"
+    settings = aggregates.spec.targets[target]
+    point = aggregates.spec.point_column(target)
+    error = (f"({point} - truth)/(1 + truth)" if settings.relative_error
+             else f"{point} - truth")
+    outliers = (f"; outlier fractions at |error| &gt; "
+                f"{' and '.join(f'{t:g}' for t in settings.outliers)}"
+                if settings.outliers else "")
+    outside = ""
+    if "outside_grid" in overall and overall["outside_grid"] > 0:
+        outside = (f" {int(overall['outside_grid']):,} galaxies have a true {html.escape(target)}"
+                   " outside the PDF's grid: their PIT is 0 or 1 and their CRPS includes the "
+                   "distance to the grid.")
     parts = [f"<h2>{html.escape(target)}: point estimates and calibration</h2>",
-             f"<p>Errors are {html.escape(unit)}; outliers |error| &gt; 0.15 and 0.05.</p>"]
+             f"<p>Errors are {html.escape(error)}{outliers}; "
+             f"{html.escape(SIGMA_NMAD_CONVENTION)}.{outside}</p>"]
     if target in aggregates.pit_hist:
         parts.append(_img(pit_figure(aggregates.pit_hist[target], target, out,
                                      f"pit_{target}.png"), f"PIT histogram of {target}"))
@@ -209,6 +230,7 @@ pre {{ background: #f5f5f5; padding: 0.4em; white-space: pre-wrap; }}
 </style></head>
 <body>
 <h1>{title}</h1>
+{status}
 <p>{rows:,} galaxies of catalog <code>{catalog}</code>, labels from store
 <code>{store}</code>.</p>
 {body}

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from .data import StoreBatches, split_of, target_statistics
-from .job import TrainedModel, checkpoint_url, train_job, train_model
+from .job import train_job
 from .loop import EpochResult, FitResult, TrainConfig, evaluate, fit, seed_everything
-from .tasks import DensityTask, RegressionTask
+from .plan import TrainedModel, TrainingPlan, plan_training
+from .single import train_model
 
 __all__ = [
-    "DensityTask",
     "EpochResult",
     "FitResult",
-    "RegressionTask",
     "StoreBatches",
     "TrainConfig",
     "TrainedModel",
-    "checkpoint_url",
+    "TrainingPlan",
     "evaluate",
     "fit",
+    "plan_training",
     "seed_everything",
     "split_of",
     "target_statistics",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..models.preprocess import Normalization
-from ..models.targets import TargetSpec, target_values
+from ..models.targets import TargetSpec, values_from_labels
 from ..store import Shard, SurveyStore
 
 __all__ = ["SPLITS", "StoreBatches", "split_of", "target_statistics"]
@@ -58,7 +58,7 @@ def target_statistics(store: SurveyStore, specs: Sequence[TargetSpec], val_fract
     """
     labels = sorted({s.label for s in specs} | {s.error_label for s in specs if s.error_label})
     batch = store.read(0, store.n_objects, images=False, labels=labels, photometry=False)
-    values = target_values(batch, specs)
+    values = values_from_labels(batch.labels, len(batch), specs)
     train = split_of(batch.object_id, val_fraction, test_fraction) == SPLITS["train"]
     values = values[train]
     usable = int(np.isfinite(values).any(axis=1).sum())
@@ -101,7 +101,7 @@ class StoreBatches:
         for batch in self.store.iter_batches(order, prefetch=2, labels=self._labels,
                                              photometry=False):
             keep = split_of(batch.object_id, self.val_fraction, self.test_fraction) == code
-            y = target_values(batch, self.targets)
+            y = values_from_labels(batch.labels, len(batch), self.targets)
             keep &= np.isfinite(y).any(axis=1)
             if keep.any():
                 images = cast(np.ndarray, batch.images)  # read with images (the default)

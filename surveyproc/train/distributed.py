@@ -35,19 +35,18 @@ import torch
 
 from ..errors import CheckpointNotFoundError, SurveyprocError
 from ..fs import is_local, join, normalize, read_bytes, redact, resolve
-from ..jobs import JobSpec, ModelSection
-from ..models import get_model
+from ..jobs import JobSpec
+from ..kinds import ModelSettings
 from ..store import SurveyStore
-from .job import (
+from .loop import Distribution, FitResult, TrainingState, fit, seed_everything
+from .plan import (
     TrainedModel,
     TrainingPlan,
-    _fingerprint,
-    _up_to_date,
-    checkpoint_url,
+    fingerprint,
     finish_training,
     plan_training,
+    up_to_date,
 )
-from .loop import Distribution, FitResult, TrainingState, fit, seed_everything
 
 __all__ = ["STATE_FILE", "load_state", "train_model_distributed"]
 
@@ -84,7 +83,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     train = plan.train
     torch.set_num_threads(config["threads"])
     seed_everything(train.seed)
-    model = get_model(plan.section.kind, **plan.config)
+    model = plan.build()
     start = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # restarted after a failure: continue from the last epoch
@@ -135,7 +134,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
 
 def _storage(job: JobSpec) -> tuple[str, Any]:
     """Ray Train's storage path and filesystem for the job's output directory."""
-    url = join(job.output.dir, "ray_train")
+    url = job.outputs.ray_train
     if is_local(url):
         path = normalize(url)
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -146,20 +145,20 @@ def _storage(job: JobSpec) -> tuple[str, Any]:
     return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSection, *,
+def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSettings, *,
                             force: bool = False, resume: str | None = None) -> TrainedModel:
     """Train one model of ``job`` with Ray Train and save its checkpoint."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     train = job.train
-    url = checkpoint_url(job, section.name)
+    url = job.outputs.checkpoint(section.name)
     if not force and resume is None:
-        done = _up_to_date(section, url, job.output.storage_options,
-                           _fingerprint(section, train, store))
+        done = up_to_date(section, url, job.output.storage_options,
+                          fingerprint(section, train, store))
         if done is not None:
             return done
-    plan = plan_training(store, section, train)
+    plan = plan_training(store, section, train, job.plugins)
     resume_bytes = None
     if resume is not None:
         state = load_state(resume, job.output.storage_options)
@@ -209,7 +208,7 @@ def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSect
         raise SurveyprocError(msg)
     with result.checkpoint.as_directory() as directory:
         state = _state_from_bytes((Path(directory) / STATE_FILE).read_bytes())
-    model = get_model(section.kind, **plan.config)
+    model = plan.build()
     model.load_state_dict(state.best_state)
     fit_result = FitResult(best_state=state.best_state, best_epoch=state.best_epoch,
                            history=state.history,

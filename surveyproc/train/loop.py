@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..kinds.base import Task
 from ..ops.progress import progress_bar
 from .augment import dihedral
-from .tasks import Task
 
 __all__ = ["Distribution", "EpochResult", "FitResult", "TrainConfig", "TrainingState", "evaluate",
            "fit", "seed_everything"]

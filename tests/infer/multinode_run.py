@@ -32,7 +32,7 @@ def main(job_json: str) -> None:
         job = JobSpec.model_validate(spec)
         result = run_inference(job, open_store(job.store.url))
         print(json.dumps({"complete": result.complete,
-                          "nodes": sorted({r["node"] for r in result.reports})}))
+                          "nodes": sorted({r.node for r in result.reports})}))
     finally:
         cluster.shutdown()
 

@@ -26,9 +26,11 @@ from surveyproc.catalog import catalog_schema, manifest, pdf_ensemble, read_cata
 from surveyproc.cli import main
 from surveyproc.infer import run_inference
 from surveyproc.jobs import JobSpec
+from surveyproc.kinds import build_network
 from surveyproc.models import save_checkpoint
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import free_port, ray_worker_pids, seeded_checkpoint, tiny_store
+from surveyproc.testing import seeded_checkpoint, tiny_store
+from tests.support.servers import free_port, ray_worker_pids
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -45,7 +47,7 @@ def survey(tmp_path_factory, ray_session):
     out = root / "out"
     save_checkpoint(seeded_checkpoint(store, "sfnet", ["metallicity"], k=3, seed=1),
                     str(out / "checkpoints/sf.pt"))
-    save_checkpoint(seeded_checkpoint(store, "binned_density", ["redshift"], seed=2, **GRID),
+    save_checkpoint(seeded_checkpoint(store, "binned_density", ["redshift"], seed=2, grid=GRID),
                     str(out / "checkpoints/photoz.pt"))
     return store, root
 
@@ -77,7 +79,7 @@ def _serial(store, name, root):
     from surveyproc.models import load_checkpoint
 
     checkpoint = load_checkpoint(str(root / f"out/checkpoints/{name}.pt"))
-    model = checkpoint.build()
+    model = build_network(checkpoint)
     outputs = [model(checkpoint.normalization.apply(store.read(a, min(a + 500, N)).images))
                for a in range(0, N, 500)]
     return checkpoint, outputs
@@ -91,7 +93,7 @@ def test_catalog_holds_every_object_once_and_matches_a_serial_run(survey, clean_
     assert len(ids) == N and np.array_equal(np.sort(ids), np.sort(store.read_column("object_id")))
     assert np.array_equal(table.column("flags").to_numpy(), store.read_column("flags"))
     assert manifest(str(root / "out/catalog"))["rows"] == N
-    assert len({r["node"] for r in result.reports}) >= 1 and result.peak_actor_rss_mb > 0
+    assert len({r.node for r in result.reports}) >= 1 and result.peak_actor_rss_mb > 0
 
     checkpoint, outputs = _serial(store, "sf", root)
     info = checkpoint.targets[0]
@@ -134,8 +136,8 @@ def test_a_stopped_run_resumes_with_only_the_missing_shards(survey, clean_run):
 
     second = run_inference(_job(root, catalog=catalog), store)
     assert (second.shards_skipped, second.shards_run, second.complete) == (3, 5, True)
-    assert {r["index"] for r in second.reports}.isdisjoint(
-        {r["index"] for r in first.reports})
+    assert {r.index for r in second.reports}.isdisjoint(
+        {r.index for r in first.reports})
     for name, mtime in parts.items():  # committed parts were not rewritten
         assert (root / "resumed" / name).stat().st_mtime_ns == mtime
     resumed, clean = read_catalog(catalog), clean_run[1]

@@ -12,11 +12,11 @@ from surveyproc.errors import (
     CheckpointNotFoundError,
     InvalidParameterError,
 )
+from surveyproc.kinds import build_network, get_kind
 from surveyproc.models import (
     Checkpoint,
     Normalization,
     TargetInfo,
-    get_model,
     load_checkpoint,
     save_checkpoint,
 )
@@ -27,7 +27,7 @@ def _checkpoint(seed: int = 0, kind: str = "sfnet", **config) -> Checkpoint:
     config = {"in_bands": 3, "n_targets": 1, "width": 8, **config}
     if kind == "sfnet":
         config.setdefault("k", 2)
-    model = get_model(kind, **config)
+    model = get_kind(kind).build(config)
     return Checkpoint(kind=kind, config=config, bands=["g", "r", "z"], image_size=[32, 32],
                       normalization=Normalization((0.01, 0.02, 0.03)),
                       targets=[TargetInfo("metallicity", "dex", 8.7, 0.1)],
@@ -47,8 +47,8 @@ def test_round_trip_gives_identical_outputs(tmp_path, where):
     assert loaded.metrics == checkpoint.metrics and loaded.provenance == {"seed": 0}
     x = torch.randn(4, 3, 32, 32)
     with torch.inference_mode():
-        before = checkpoint.build()(x)
-        after = loaded.build()(x)
+        before = build_network(checkpoint)(x)
+        after = build_network(loaded)(x)
     assert torch.equal(before.prediction, after.prediction)
     assert torch.equal(before.act_idx, after.act_idx)
 
@@ -76,7 +76,7 @@ def test_weights_that_do_not_fit_the_architecture_are_refused():
     checkpoint = _checkpoint()
     checkpoint.config = {**checkpoint.config, "width": 16}
     with pytest.raises(CheckpointMismatchError, match="weights do not fit its architecture"):
-        checkpoint.build()
+        build_network(checkpoint)
 
 
 def test_foreign_files_are_refused_without_unpickling(tmp_path):
@@ -98,7 +98,9 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
 
 def test_registry_names_unknown_kinds_and_bad_configs():
     with pytest.raises(InvalidParameterError, match="unknown model kind 'sfnett'; known kinds: "
-                                                    "binned_density, dense_cnn, sfnet"):
-        get_model("sfnett", in_bands=3, n_targets=1)
+                                                    "binned_density, dense_cnn, pca, sfnet"):
+        get_kind("sfnett")
+    checkpoint = _checkpoint()
+    checkpoint.config = {"in_bands": 3, "n_targets": 1}  # no k
     with pytest.raises(InvalidParameterError, match="model kind 'sfnet': bad configuration"):
-        get_model("sfnet", in_bands=3, n_targets=1)  # no k
+        build_network(checkpoint)

@@ -22,7 +22,7 @@ def test_heads_output_shapes(bands):
     out = SFNet(bands, 2, k=3, width=8)(x)
     assert out.prediction.shape == (3, 2)
     assert out.act_idx.shape == out.act_val.shape == (3, 3)
-    pdf = BinnedDensity(bands, Grid(0.0, 0.4, 180), width=8).pdf(x)
+    pdf = BinnedDensity(bands, Grid(low=0.0, high=0.4, n_bins=180), width=8).pdf(x)
     assert pdf.shape == (3, 180)
 
 
@@ -52,7 +52,7 @@ def test_sfnet_features_are_k_sparse_and_head_reads_only_them():
 
 def test_density_pdfs_are_nonnegative_and_integrate_to_one():
     torch.manual_seed(1)
-    grid = Grid(0.0, 0.4, 180)
+    grid = Grid(low=0.0, high=0.4, n_bins=180)
     model = BinnedDensity(4, grid, width=8)
     model.head.bias.data += torch.randn(180) * 5  # far from uniform
     pdf = model.pdf(torch.randn(10, 4, 32, 32))
@@ -61,9 +61,9 @@ def test_density_pdfs_are_nonnegative_and_integrate_to_one():
 
 
 def test_grid_bins():
-    grid = Grid(0.0, 0.4, 4)
+    grid = Grid(low=0.0, high=0.4, n_bins=4)
     assert grid.bin_of(torch.tensor([-1.0, 0.0, 0.099, 0.1, 0.39, 5.0])).tolist() == \
         [0, 0, 0, 1, 3, 3]
     assert grid.centres().tolist() == pytest.approx([0.05, 0.15, 0.25, 0.35])
-    with pytest.raises(ValueError, match="high > low"):
-        Grid(1.0, 0.0, 10)
+    with pytest.raises(ValueError, match="must be above low"):
+        Grid(low=1.0, high=0.0, n_bins=10)

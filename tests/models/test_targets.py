@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from surveyproc.errors import InvalidParameterError
-from surveyproc.models import resolve_targets, target_values
+from surveyproc.models import resolve_targets
+from surveyproc.models.targets import values_from_labels
 from surveyproc.store import CutoutBatch
 
 LABELS = ("metallicity", "flux_nii", "flux_nii_err", "redshift")
@@ -22,7 +23,7 @@ def _batch() -> CutoutBatch:
 def test_labels_and_log_targets_with_signal_to_noise_cut():
     specs = resolve_targets(["metallicity", "log_flux_nii"], LABELS, {"flux_nii": "1e-17 cgs"})
     assert [s.unit for s in specs] == ["", "log10(1e-17 cgs)"]
-    values = target_values(_batch(), specs)
+    values = values_from_labels(_batch().labels, len(_batch()), specs)
     np.testing.assert_allclose(values[:, 0], [8.5, np.nan, 8.7, 8.9])
     # 5.0 is below 3 sigma (6.0), -3.0 is not positive: both unknown
     np.testing.assert_allclose(values[:, 1], [2.0, np.nan, np.nan, np.log10(40.0)], rtol=1e-6)

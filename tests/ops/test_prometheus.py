@@ -9,8 +9,9 @@ import urllib.request
 
 import pytest
 
+from surveyproc.infer.shard import ShardReport
 from surveyproc.ops.metrics import PipelineMetrics
-from surveyproc.testing import free_port, prometheus_server
+from tests.support.servers import free_port, prometheus_server, require_program
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +25,12 @@ def _query(url: str, expression: str) -> list[dict]:
 def test_a_real_prometheus_scrapes_the_pipeline_metrics(tmp_path):
     metrics = PipelineMetrics("scraped")
     port = free_port()
-    report = {"rows": 512, "bytes_read": 2**20, "batches": 2, "failed_objects": 1,
-              "read_seconds": [0.01, 0.02], "model_seconds": [0.5, 0.6], "write_seconds": 0.05,
-              "wall_seconds": 1.2, "cpu_seconds": 2.0}
+    report = ShardReport(index=0, rows=512, bytes_read=2**20, batches=2, failed_objects=1,
+                         read_seconds=[0.01, 0.02], model_seconds=[0.5, 0.6],
+                         write_seconds=0.05, wall_seconds=1.2, cpu_seconds=2.0)
     with metrics.serve("127.0.0.1", port), \
             prometheus_server([f"127.0.0.1:{port}"], str(tmp_path / "prom")) as url:
-        if url is None:
-            pytest.skip("no prometheus binary (apt-get install prometheus)")
+        require_program("prometheus (apt-get install prometheus)", url is not None)
         metrics.planned.set(1024)
         metrics.record_shard(report)
         metrics.record_shard(report)

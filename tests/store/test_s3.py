@@ -72,7 +72,7 @@ def test_credentials_in_a_url_are_refused_without_echoing_them(s3_bucket):
 
 
 def test_unreachable_endpoint_is_one_line(tmp_path):
-    from surveyproc.testing import free_port
+    from tests.support.servers import free_port
 
     options = {"endpoint_url": f"http://127.0.0.1:{free_port()}",
                "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}

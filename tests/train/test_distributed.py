@@ -15,8 +15,8 @@ from surveyproc.infer import run_inference
 from surveyproc.jobs import JobSpec
 from surveyproc.models import load_checkpoint
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import free_port, ray_worker_pids
 from surveyproc.train import train_job
+from tests.support.servers import free_port, ray_worker_pids
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow, pytest.mark.timeout(300)]
 

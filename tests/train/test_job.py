@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from surveyproc.cli import main
+from surveyproc.kinds import build_network
 from surveyproc.models import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ def test_sfnet_learns_a_label_from_pixels(job_file, capsys, ray_session):
     assert checkpoint.bands == ["g", "r", "i", "z"] and checkpoint.image_size == [32, 32]
     assert checkpoint.config["k"] == 4
     # the top-k layer really is k-sparse on the store's galaxies
-    model = checkpoint.build()
+    model = build_network(checkpoint)
     from surveyproc.store import open_store
 
     store = open_store(str(job_file.parent / "survey.zarr"))
@@ -58,7 +59,7 @@ def test_rerun_keeps_an_up_to_date_checkpoint(job_file, capsys, ray_session):
 def test_bad_model_sections_are_one_line(job_file, capsys):
     assert main(["train", str(job_file), "--set", "models=[{name: a, kind: sfnet, "
                  "targets: [metallicity]}]"]) == 2
-    assert "k is required for kind sfnet" in capsys.readouterr().err
+    assert "required key 'models.0.k' is missing" in capsys.readouterr().err
     assert main(["train", str(job_file), "--set", "models=[{name: a, kind: sfnet, k: 2, "
                  "targets: [mass]}]"]) == 2
     assert "unknown target 'mass'" in capsys.readouterr().err

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from surveyproc.kinds.tasks import RegressionTask
 from surveyproc.models import TargetInfo
 from surveyproc.models.sfnet import RegressionOutput
-from surveyproc.train import RegressionTask, TrainConfig, fit
+from surveyproc.train import TrainConfig, fit
 from surveyproc.train.loop import Distribution, TrainingState, flat_then_cosine
 
 

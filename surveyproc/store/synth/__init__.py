@@ -5,7 +5,8 @@ See ``docs/synthetic.md`` for the generative model.
 
 from __future__ import annotations
 
-from .generate import LABEL_UNITS, SynthConfig, generate, synthesize
+from .generate import LABEL_UNITS, generate, synthesize
 from .physics import Galaxies, draw_galaxies
+from .settings import SynthConfig
 
 __all__ = ["LABEL_UNITS", "Galaxies", "SynthConfig", "draw_galaxies", "generate", "synthesize"]

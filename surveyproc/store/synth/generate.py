@@ -10,7 +10,7 @@ straight into the store, so the driver never holds more than one unit and
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,8 @@ from ..shards import Shard, plan_shards
 from .physics import BLOCK, Galaxies, draw_block
 from .render import GAIN, component_radii_pixels, render_cutouts, sky_sigma
 from .scene import Neighbours, draw_neighbours
-from .sed import BandFluxes, band_fluxes, check_bands, emission_lines
+from .sed import BandFluxes, band_fluxes, emission_lines
+from .settings import SynthConfig
 
 __all__ = ["LABEL_UNITS", "SynthConfig", "generate", "synthesize"]
 
@@ -46,55 +47,6 @@ LABEL_UNITS: dict[str, str] = {
     **{f"flux_{line}": _LINE_UNIT for line in ("halpha", "hbeta", "nii", "oiii")},
     **{f"flux_{line}_err": _LINE_UNIT for line in ("halpha", "hbeta", "nii", "oiii")},
 }
-FIELD_OF_VIEW = 16.8  # arcsec: cutout side; the default pixel scale is FIELD_OF_VIEW / size
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """What a synthetic survey looks like.
-
-    Parameters
-    ----------
-    n
-        Number of galaxies.
-    size
-        Cutout side in pixels.
-    bands
-        Bands to draw, from u g r i z y.
-    seed
-        Survey seed: the same seed gives the same galaxies, pixel for pixel.
-    pixel_scale
-        Arcsec per pixel; default ``16.8 / size`` so every size sees the same
-        16.8" field (0.262"/pixel, Legacy Survey, at 64 pixels).
-    z_max
-        Largest redshift.
-    """
-
-    n: int
-    size: int = 64
-    bands: tuple[str, ...] = ("g", "r", "i", "z")
-    seed: int = 0
-    pixel_scale: float | None = None
-    z_max: float = 0.4
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "bands", tuple(self.bands))
-        if self.n < 1:
-            msg = f"n must be at least 1, got {self.n}"
-            raise InvalidParameterError(msg)
-        if not 8 <= self.size <= 512:
-            msg = f"size must be between 8 and 512 pixels, got {self.size}"
-            raise InvalidParameterError(msg)
-        if not 0.05 <= self.z_max <= 1.5:
-            msg = f"z_max must be between 0.05 and 1.5, got {self.z_max}"
-            raise InvalidParameterError(msg)
-        check_bands(self.bands)
-
-    @property
-    def arcsec_per_pixel(self) -> float:
-        return self.pixel_scale or FIELD_OF_VIEW / self.size
-
-
 @dataclass
 class _Block:
     galaxies: Galaxies
@@ -223,10 +175,10 @@ def synthesize(
     config: SynthConfig,
     *,
     storage_options: dict[str, Any] | None = None,
-    chunk_objects: int = 256,
+    chunk_objects: int | None = None,
     shard_chunks: int | None = None,
-    compression: str = "zstd",
-    dtype: str = "float32",
+    compression: str | None = None,
+    dtype: str | None = None,
     overwrite: bool = False,
     parallel: bool = True,
 ) -> SurveyStore:
@@ -234,14 +186,18 @@ def synthesize(
 
     Units are generated and written on Ray tasks (an embedded Ray starts if
     none is running) unless ``parallel`` is False or the URL is ``memory://``.
+    The layout arguments, when given, override ``config``'s.
     """
     spec = StoreSpec(
         n_objects=config.n, bands=config.bands, height=config.size, width=config.size,
-        labels=tuple(LABEL_UNITS), dtype=dtype, chunk_objects=chunk_objects,
-        shard_chunks=shard_chunks, compression=compression, survey="synthetic",
+        labels=tuple(LABEL_UNITS), dtype=dtype or config.dtype,
+        chunk_objects=chunk_objects or config.chunk,
+        shard_chunks=shard_chunks or config.shard_chunks,
+        compression=compression or config.compression, survey="synthetic",
         pixel_scale=config.arcsec_per_pixel, label_units=LABEL_UNITS,
     )
-    provenance = {"generator": "surveyproc.store.synth", "synth_config": asdict(config)}
+    provenance = {"generator": "surveyproc.store.synth",
+                  "synth_config": config.model_dump(mode="json")}
     create_store(url, spec, storage_options=storage_options, provenance=provenance,
                  overwrite=overwrite)
     writer = StoreWriter(url, storage_options)

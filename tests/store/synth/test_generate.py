@@ -16,6 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 from surveyproc.errors import InvalidParameterError
 from surveyproc.store.synth import SynthConfig, draw_galaxies, generate
 from surveyproc.store.synth.scene import draw_neighbours
+from surveyproc.store.synth.settings import synth_config
 
 BANDS = ("g", "r", "i", "z")
 
@@ -158,9 +159,12 @@ def test_images_carry_a_morphological_signal_photometry_lacks(imaged):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(InvalidParameterError, match="no band"):
-        SynthConfig(n=10, bands=("g", "w"))
-    with pytest.raises(InvalidParameterError, match="size must be between 8 and 512"):
-        SynthConfig(n=10, size=4)
+    with pytest.raises(InvalidParameterError, match=r"bands: .*no band"):
+        synth_config(n=10, bands=("g", "w"))
+    with pytest.raises(InvalidParameterError, match="size: Input should be greater than or "
+                                                    "equal to 8"):
+        synth_config(n=10, size=4)
+    with pytest.raises(ValueError, match="z_max"):  # pydantic's own error, a ValueError
+        SynthConfig(n=10, z_max=3.0)
     with pytest.raises(InvalidParameterError, match="outside the survey"):
         generate(SynthConfig(n=10), 5, 11)

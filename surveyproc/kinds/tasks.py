@@ -1,4 +1,4 @@
-"""What training optimises and reports, per kind of model.
+"""The two training tasks the built-in kinds share: regression and density on a grid.
 
 A task turns a model's output into a loss on a minibatch and into physical
 predictions for metrics: regression models predict standardised targets
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..models.checkpoint import TargetInfo
-from ..models.density import BinnedDensity, Grid
+from ..models.grid import Grid
 
-__all__ = ["DensityTask", "RegressionTask", "Task"]
+__all__ = ["DensityTask", "RegressionTask"]
 
 
 @dataclass
@@ -68,8 +67,9 @@ class DensityTask:
         return nn.functional.cross_entropy(logits[known], bins)
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
-        """(batch, bins) PDFs on the grid."""
-        return cast(BinnedDensity, model).pdf(x).float().cpu().numpy()
+        """(batch, bins) PDFs on the grid (the model's ``logits`` output, softmaxed)."""
+        logits = model(x).logits.float()
+        return (torch.softmax(logits, dim=1) / self.grid.width).cpu().numpy()
 
     def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]:
         known = np.isfinite(y[:, 0])
@@ -87,5 +87,3 @@ class DensityTask:
             f"mean_log_density_{name}": float(np.mean(np.log(np.maximum(density, 1e-12)))),
         }
 
-
-Task = RegressionTask | DensityTask

@@ -1,0 +1,177 @@
+"""What a model kind is: one class that owns everything about one family of models.
+
+A kind (SFNet, the dense CNN, PCA-k, the binned density, and every family to
+come) is a :class:`ModelKind` subclass in its own module, registered with
+:func:`~surveyproc.kinds.registry.register_kind`.  It owns
+
+- its job-file section (a :class:`ModelSettings` subclass; the ``models:``
+  list of a job file is a union keyed on ``kind``),
+- how to build its network from a checkpoint's plain config,
+- its training task (loss, metrics, which number is the validation score)
+  and an optional closed-form step after gradient training,
+- its catalog columns for a checkpoint and how a batch of its outputs becomes
+  those columns,
+- optional readouts at training time, an optional streaming aggregator over
+  the catalog and an optional section of the report.
+
+The stages (``jobs``, ``train``, ``infer``, ``catalog``, ``stats``) only loop
+over kinds and call these methods, the way RAIL's stages or torchvision's
+model builders keep one family in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from ..catalog.schema import ModelColumns
+from ..models.checkpoint import Checkpoint, TargetInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["KindAggregator", "ModelKind", "ModelSettings", "ReportContext", "Task",
+           "TrainingData"]
+
+
+def _path_component(name: str, what: str) -> str:
+    """Names become file and metric names: no spaces, no slashes."""
+    if not name or any(c in name for c in "/\\ "):
+        msg = f"{what} {name!r} must be non-empty, without spaces or slashes"
+        raise ValueError(msg)
+    return name
+
+
+class ModelSettings(BaseModel):
+    """The job-file section every kind's settings extend: a name, the kind, the targets."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field(description="Model name: its checkpoint is checkpoints/<name>.pt.")
+    kind: str = Field(description="Model kind (surveyproc kinds lists them).")
+    targets: list[str] = Field(min_length=1, description="Labels, or log_<label> (log10, "
+                               "S/N >= 3).")
+    width: int = Field(64, ge=4, description="Channels of the first ResNet stage.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_component(cls, name: str) -> str:
+        return _path_component(name, "model name")
+
+
+class Task(Protocol):
+    """What training optimises and reports (see :mod:`surveyproc.kinds.tasks`)."""
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray: ...
+
+    def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]: ...
+
+
+@dataclass
+class TrainingData:
+    """What a kind's closed-form step and readouts may read: batches of the splits.
+
+    ``batches(split)`` yields ``(x, y, object_id)`` with normalised pixels and
+    targets in their units; ``label(name, object_ids)`` reads a store label
+    for those objects (NaN where the store has none).
+    """
+
+    targets: list[TargetInfo]
+    batches: Callable[[str], Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]]]
+    label: Callable[[str, np.ndarray], np.ndarray | None]
+
+
+class KindAggregator(Protocol):
+    """A kind's own catalog statistics, computed in the streaming Dask pass.
+
+    ``partial`` reduces some rows to a dict of NumPy arrays that add
+    element-wise (counts, sums, histograms): partials are summed in a tree on
+    the Dask workers, so they must be plain arrays; ``finish`` turns the
+    total into whatever the kind's report section shows.
+    """
+
+    columns: list[str]
+
+    def partial(self, frame: pd.DataFrame, labels: Mapping[str, np.ndarray]
+                ) -> dict[str, np.ndarray]: ...
+
+    def finish(self, total: dict[str, np.ndarray]) -> Any: ...
+
+
+@dataclass
+class ReportContext:
+    """What a kind's report section can use; ``summary`` is its entry in summary.json."""
+
+    columns: ModelColumns
+    checkpoint: Checkpoint | None
+    out_dir: Path
+    summary: dict[str, Any]
+    aggregate: Any = None  # what the kind's aggregator finished with
+    features: Any = None  # the sparse-feature statistics of the model, if it has any
+    table: Callable[[Any], str] = field(default=lambda frame: "")
+    image: Callable[[str, str], str] = field(default=lambda name, alt: "")
+
+
+
+class ModelKind:
+    """Base class of a model kind; subclasses set the class attributes and override.
+
+    ``name`` is the value of ``kind:`` in a job file and in checkpoints;
+    ``settings`` is the kind's job-file section.  The defaults here are those
+    of a regression model without readouts, aggregator or report section.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    settings: ClassVar[type[ModelSettings]] = ModelSettings
+
+    # -- building and training ----------------------------------------------------------
+
+    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
+        """The plain (JSON) config stored in the checkpoint, from which :meth:`build` makes
+        the network."""
+        return {"in_bands": in_bands, "n_targets": len(settings.targets),
+                "width": settings.width}
+
+    def build(self, config: Mapping[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> Task:
+        raise NotImplementedError
+
+    def after_fit(self, model: nn.Module, data: TrainingData) -> None:
+        """A closed-form step after gradient training (e.g. PCA on the features); none by
+        default."""
+
+    def readouts(self, model: nn.Module, data: TrainingData) -> dict[str, Any] | None:
+        """Facts about the trained model stored in its checkpoint's metrics; none by
+        default."""
+        return None
+
+    # -- inference ----------------------------------------------------------------------
+
+    def columns(self, name: str, checkpoint: Checkpoint) -> ModelColumns:
+        raise NotImplementedError
+
+    def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
+              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+        """Catalog columns (1-D, or 2-D for list columns) for a batch of normalised pixels."""
+        raise NotImplementedError
+
+    # -- statistics and report --------------------------------------------------------------
+
+    def aggregator(self, columns: ModelColumns) -> KindAggregator | None:
+        return None
+
+    def report_section(self, context: ReportContext) -> str | None:
+        """HTML for the report (after the model's generic sections); none by default."""
+        return None

@@ -1,0 +1,76 @@
+"""The one description of a synthetic survey, shared by ``surveyproc synth`` and job files.
+
+A pydantic model, so a job file's ``store.synth`` section and the command
+line's options have the same defaults, ranges and error messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ...errors import InvalidParameterError
+from .sed import check_bands
+
+__all__ = ["FIELD_OF_VIEW", "SynthConfig", "synth_config"]
+
+FIELD_OF_VIEW = 16.8  # arcsec: cutout side; the default pixel scale is FIELD_OF_VIEW / size
+
+
+class SynthConfig(BaseModel):
+    """What a synthetic survey looks like, and how its store is laid out.
+
+    The same seed gives the same galaxies, pixel for pixel.  The default
+    pixel scale is ``16.8 / size`` so every size sees the same 16.8" field
+    (0.262"/pixel, Legacy Survey, at 64 pixels).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(2000, ge=1, description="Number of galaxies.")
+    size: int = Field(64, ge=8, le=512, description="Cutout side in pixels.")
+    bands: tuple[str, ...] = Field(("g", "r", "i", "z"), description="Bands to draw, from "
+                                   "u g r i z y.")
+    seed: int = Field(0, description="Survey seed; same seed, same pixels.")
+    pixel_scale: float | None = Field(None, gt=0, description="Arcsec per pixel "
+                                      "(default 16.8 / size).")
+    z_max: float = Field(0.4, ge=0.05, le=1.5, description="Largest redshift.")
+    chunk: int = Field(256, ge=1, description="Objects per chunk.")
+    shard_chunks: int | None = Field(None, ge=1, description="Chunks per Zarr shard.")
+    compression: Literal["zstd", "blosc", "none"] = "zstd"
+    dtype: Literal["float32", "float16"] = "float32"
+
+    @field_validator("bands")
+    @classmethod
+    def _known_bands(cls, bands: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            check_bands(bands)
+        except InvalidParameterError as error:
+            raise ValueError(str(error)) from None
+        return bands
+
+    @property
+    def arcsec_per_pixel(self) -> float:
+        return self.pixel_scale or FIELD_OF_VIEW / self.size
+
+
+def synth_config(**values: Any) -> SynthConfig:
+    """:class:`SynthConfig` from keyword values, with a bad value as one
+    :class:`InvalidParameterError` line naming the field (for the command line).
+
+    Examples
+    --------
+    >>> synth_config(n=0)
+    Traceback (most recent call last):
+    ...
+    surveyproc.errors.InvalidParameterError: n: Input should be greater than or equal to 1 (got 0)
+    """
+    try:
+        return SynthConfig(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "synth"
+        message = first["msg"].removeprefix("Value error, ")
+        msg = f"{key}: {message} (got {first.get('input')!r})"
+        raise InvalidParameterError(msg) from None

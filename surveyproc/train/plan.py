@@ -1,0 +1,238 @@
+"""What both trainers (in-process and Ray Train) share: the plan fixed before training,
+the up-to-date check, and the finishing step that scores, reads out and saves a model.
+
+Neither :mod:`.single` nor :mod:`.distributed` imports the other or
+:mod:`.job`; both build on this module.  What a model is (network, task,
+closed-form step, readouts) is asked of its kind (:mod:`surveyproc.kinds`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import platform
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import CheckpointNotFoundError, InvalidParameterError
+from ..jobs import TrainSection
+from ..kinds import ModelKind, ModelSettings, TrainingData, get_kind, load_plugins
+from ..models import (
+    Checkpoint,
+    Normalization,
+    TargetInfo,
+    load_checkpoint,
+    resolve_targets,
+    save_checkpoint,
+)
+from ..models.targets import TargetSpec
+from ..store import Shard, SurveyStore
+from .data import StoreBatches, target_statistics
+from .loop import FitResult, TrainConfig, evaluate
+
+__all__ = [
+    "TrainedModel",
+    "TrainingPlan",
+    "fingerprint",
+    "finish_training",
+    "plan_training",
+    "up_to_date",
+]
+
+log = logging.getLogger(__name__)
+
+NORMALIZATION_SAMPLE = 2048  # training cutouts used to fit the per-band noise scale
+#: Train settings that say how the work is spread, not what is learnt: left out of the
+#: fingerprint, so moving a job from a laptop to a cluster does not retrain it.
+PLACEMENT = frozenset({"threads", "workers", "cpus_per_worker", "max_failures", "use_gpu"})
+
+
+@dataclass
+class TrainedModel:
+    """Where a model's checkpoint is and how it scored."""
+
+    name: str
+    url: str
+    model_id: str
+    metrics: dict[str, Any]
+    reused: bool = False
+
+
+def fingerprint(section: ModelSettings, train: TrainSection, store: SurveyStore) -> str:
+    """Hash of what changes the weights: the model's settings, the optimisation (with the
+    effective global batch and learning rate) and the store; not the placement."""
+    optimisation = train.model_dump(exclude=set(PLACEMENT))
+    if train.scale_lr:  # batch_size is per worker and lr scales with the workers
+        workers = train.workers or 1
+        optimisation.update(batch_size=train.batch_size * workers, lr=train.lr * workers)
+    optimisation.pop("scale_lr")
+    settings = {"model": section.model_dump(), "train": optimisation, "store": store.url,
+                "store_created": store.attrs.get("provenance", {}).get("created")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def up_to_date(section: ModelSettings, url: str, storage_options: dict[str, Any] | None,
+               print_: str) -> TrainedModel | None:
+    """The existing checkpoint at ``url`` if its fingerprint is ``print_``; else None."""
+    try:
+        existing = load_checkpoint(url, storage_options)
+    except CheckpointNotFoundError:
+        return None
+    if existing.provenance.get("fingerprint") != print_:
+        return None
+    log.info("model %s: checkpoint %s is up to date (model %s); not retraining",
+             section.name, url, existing.model_id)
+    return TrainedModel(section.name, url, existing.model_id, existing.metrics, True)
+
+
+@dataclass
+class TrainingPlan:
+    """Everything both trainers need, fixed before training.
+
+    Pickled to Ray Train workers: the model settings travel as plain data and
+    are validated again there after the job's plug-ins are imported, so a
+    plug-in kind's settings class need not be importable before that.
+    """
+
+    store: SurveyStore
+    section: ModelSettings
+    train: TrainSection
+    specs: list[TargetSpec]
+    infos: list[TargetInfo]
+    usable: int
+    normalization: Normalization
+    config: dict[str, Any]
+    shards: list[Shard]
+    fingerprint: str
+    plugins: list[str] = field(default_factory=list)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["section"] = self.section.model_dump()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        load_plugins(state["plugins"])
+        section = state["section"]
+        state["section"] = get_kind(section["kind"]).settings.model_validate(section)
+        self.__dict__.update(state)
+
+    @property
+    def kind(self) -> ModelKind:
+        return get_kind(self.section.kind)
+
+    def build(self) -> torch.nn.Module:
+        """A fresh network of the planned architecture."""
+        return self.kind.build(self.config)
+
+    def stream(self, split: str, shuffle: bool, shards: list[Shard] | None = None,
+               batch_size: int | None = None, seed: int | None = None) -> StoreBatches:
+        t = self.train
+        return StoreBatches(self.store, self.shards if shards is None else shards, split,
+                            self.specs, self.normalization, t.val_fraction, t.test_fraction,
+                            batch_size=batch_size or t.batch_size, shuffle=shuffle,
+                            seed=t.seed if seed is None else seed)
+
+    def task(self) -> Any:
+        return self.kind.task(self.config, self.infos)
+
+    def data(self) -> TrainingData:
+        """The splits and labels a kind's closed-form step and readouts may read."""
+
+        def batches(split: str) -> Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+            return self.stream(split, False).epoch()
+
+        return TrainingData(self.infos, batches, self._label)
+
+    def _label(self, name: str, object_ids: np.ndarray) -> np.ndarray | None:
+        if name not in self.store.label_names:
+            return None
+        all_ids = self.store.read_column("object_id")
+        order = np.argsort(all_ids)
+        rows = order[np.searchsorted(all_ids[order], object_ids)]
+        return self.store.read_column(f"labels/{name}")[rows]
+
+    def fit_config(self) -> TrainConfig:
+        t = self.train
+        return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                           weight_decay=t.weight_decay, flat_fraction=t.flat_fraction,
+                           patience=t.patience, seed=t.seed, augment=t.augment)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.usable / self.train.batch_size)
+
+
+def _normalization(batches: StoreBatches) -> Normalization:
+    sample, held = [], 0
+    for x_raw, _, _ in batches.raw_rows(epoch=0):
+        sample.append(x_raw)
+        held += len(x_raw)
+        if held >= NORMALIZATION_SAMPLE:
+            break
+    return Normalization.fit(np.concatenate(sample)[:NORMALIZATION_SAMPLE])
+
+
+def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSection,
+                  plugins: list[str] | None = None) -> TrainingPlan:
+    """Resolve targets, standardise them on the training split, fit the input normalisation."""
+    units = store.attrs.get("label_units", {})
+    specs = resolve_targets(section.targets, store.label_names, units)
+    mean, std, usable = target_statistics(store, specs, train.val_fraction, train.test_fraction)
+    if usable < train.batch_size:
+        msg = (f"model {section.name}: only {usable} training galaxies have a known "
+               f"{'/'.join(section.targets)}; need at least one batch ({train.batch_size})")
+        raise InvalidParameterError(msg)
+    infos = [TargetInfo(s.name, s.unit, float(m), float(d))
+             for s, m, d in zip(specs, mean, std, strict=True)]
+    kind = get_kind(section.kind)
+    plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization((1.0,)),
+                        kind.network_config(section, len(store.bands)), store.plan_shards(),
+                        fingerprint(section, train, store), list(plugins or []))
+    plan.normalization = _normalization(plan.stream("train", False))
+    return plan
+
+
+def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResult, *,
+                    url: str, storage_options: dict[str, Any] | None, seconds: float,
+                    extra_provenance: dict[str, Any] | None = None) -> TrainedModel:
+    """Run the kind's closed-form step, score the model on the validation and test splits,
+    take the kind's readouts and save the checkpoint.
+
+    ``model`` holds the best weights of gradient training; the scores are those
+    of the model as saved (after any closed-form step).
+    """
+    kind, task, train = plan.kind, plan.task(), plan.train
+    model = model.cpu().eval()
+    kind.after_fit(model, plan.data())
+    metrics: dict[str, Any] = {"best_epoch": result.best_epoch,
+                               "epochs_run": len(result.history),
+                               "train_samples_per_s": result.best.samples_per_s}
+    splits = ["val", "test"] if train.test_fraction > 0 else ["val"]
+    for split in splits:
+        _, predictions, targets, _ = evaluate(model, task, plan.stream(split, False).epoch())
+        metrics[split] = task.metrics(predictions, targets) if len(targets) else {}
+    readouts = kind.readouts(model, plan.data())
+    if readouts is not None:
+        metrics["readouts"] = readouts
+    checkpoint = Checkpoint(
+        kind=plan.section.kind, config=plan.config, bands=list(plan.store.bands),
+        image_size=[plan.store.layout.height, plan.store.layout.width],
+        normalization=plan.normalization, targets=plan.infos,
+        state_dict=copy.deepcopy(model.state_dict()), metrics=metrics,
+        provenance={"fingerprint": plan.fingerprint, "store": plan.store.url,
+                    "name": plan.section.name, "train": train.model_dump(),
+                    "training_galaxies": plan.usable, "seconds": round(seconds, 1),
+                    "surveyproc_version": __version__, "torch_version": torch.__version__,
+                    "python": platform.python_version(), **(extra_provenance or {})},
+    )
+    model_id = save_checkpoint(checkpoint, url, storage_options)
+    return TrainedModel(plan.section.name, url, model_id, metrics)

@@ -1,0 +1,1 @@
+"""Test-only helpers: loopback servers, a headless browser, Ray process lookup."""
