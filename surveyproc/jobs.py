@@ -307,7 +307,11 @@ def _section_model(model: Any, part: Any, node: Any) -> Any:
     annotation = field.annotation
     candidates = [a for a in getattr(annotation, "__args__", (annotation,))
                   if isinstance(a, type) and issubclass(a, BaseModel)]
-    return candidates[0] if candidates else None
+    if not candidates:
+        return None
+    if getattr(annotation, "__origin__", None) is dict:  # e.g. targets: {name: settings}
+        return ("by name", candidates[0])
+    return candidates[0]
 
 
 def _suggest(loc: Sequence[Any], tree: Any) -> str:
@@ -326,6 +330,9 @@ def _suggest(loc: Sequence[Any], tree: Any) -> str:
                 return ""
             continue
         if isinstance(part, int):  # an index into another list of sections
+            continue
+        if isinstance(model, tuple):  # a key of a mapping of sections
+            model = model[1]
             continue
         model = _section_model(model, part, node)
         if model is None:

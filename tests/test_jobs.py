@@ -76,3 +76,20 @@ def test_bad_files_give_one_line(tmp_path):
         load_job(_write(tmp_path, MINIMAL), ["novalue"], environ={})
     with pytest.raises(JobSpecError, match="name 'a b' must be non-empty, without spaces"):
         load_job(_write(tmp_path, MINIMAL.replace("name: t", "name: a b")), environ={})
+
+
+def test_misspelt_keys_inside_model_and_target_entries_get_suggestions(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: x\nstore: {url: s}\noutput: {dir: o}\n"
+                    "models: [{name: a, kind: sfnet, kk: 4, targets: [redshift]}]\n")
+    with pytest.raises(JobSpecError, match=r"unknown key 'models\.0\.kk' \(did you mean "
+                                           r"'models\.0\.k'\?\)"):
+        load_job(path)
+    path.write_text("name: x\nstore: {url: s}\noutput: {dir: o}\n"
+                    "targets: {redshift: {outlierz: [0.1]}}\n")
+    with pytest.raises(JobSpecError, match=r"did you mean 'targets\.redshift\.outliers'"):
+        load_job(path)
+    path.write_text("name: x\nstore: {url: s}\noutput: {dir: o}\n"
+                    "models: [{name: a, kind: dense_cnn, k: 4, targets: [redshift]}]\n")
+    with pytest.raises(JobSpecError, match=r"unknown key 'models\.0\.k'"):
+        load_job(path)
