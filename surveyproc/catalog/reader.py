@@ -60,16 +60,18 @@ class CommittedParts:
         return f"{len(self.urls)} of {self.n_shards} shards committed"
 
 
-def committed_parts(url: str, storage_options: dict[str, Any] | None = None) -> CommittedParts:
+def committed_parts(url: str, storage_options: dict[str, Any] | None = None,
+                    schema: CatalogSchema | None = None) -> CommittedParts:
     """Parts with a commit record: from the manifest of a finished catalog (one read),
-    else from the commit records present now.
+    else from the commit records present now.  ``schema``: the catalog's description if
+    the caller has read it already.
 
     Raises
     ------
     CatalogNotFoundError
         No catalog at ``url``.
     """
-    description = catalog_schema(url, storage_options).extra
+    description = (schema or catalog_schema(url, storage_options)).extra
     n_shards = int(description.get("shards", {}).get("count", 0))
     done = manifest(url, storage_options)
     if done is not None:
@@ -84,8 +86,9 @@ def read_catalog(url: str, storage_options: dict[str, Any] | None = None, *,
                  columns: Sequence[str] | None = None) -> pa.Table:
     """Every committed part as one table, in store order: for modest catalogs and tests (use
     Dask, which streams, for survey-sized ones)."""
-    parts = committed_parts(url, storage_options)
-    schema = catalog_schema(url, storage_options).arrow()
+    description = catalog_schema(url, storage_options)
+    parts = committed_parts(url, storage_options, description)
+    schema = description.arrow()
     wanted = list(columns) if columns is not None else None
     if not parts.urls:
         empty = schema.empty_table()

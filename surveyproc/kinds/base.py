@@ -138,9 +138,10 @@ class ModelKind:
 
     def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
         """The plain (JSON) config stored in the checkpoint, from which :meth:`build` makes
-        the network."""
-        return {"in_bands": in_bands, "n_targets": len(settings.targets),
-                "width": settings.width}
+        the network: the input bands, the number of targets and every setting of the kind
+        beyond name, kind and targets (override when some settings are not the network's)."""
+        own = settings.model_dump(mode="json", exclude={"name", "kind", "targets"})
+        return {"in_bands": in_bands, "n_targets": len(settings.targets), **own}
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         raise NotImplementedError

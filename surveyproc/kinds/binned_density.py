@@ -43,11 +43,6 @@ class BinnedDensityKind(ModelKind):
     description = "ResNet-18 -> softmax over target bins (PDF)"
     settings = BinnedDensitySettings
 
-    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
-        assert isinstance(settings, BinnedDensitySettings)
-        return {**super().network_config(settings, in_bands),
-                "grid": settings.grid.model_dump()}
-
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         return BinnedDensity(config["in_bands"], Grid(**config["grid"]), config.get("width", 64))
 

@@ -43,10 +43,6 @@ class PCAKind(DenseCNNKind):
     description = "dense CNN features -> k principal components -> linear fit (SFNet's PCA-k)"
     settings = PCASettings
 
-    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
-        assert isinstance(settings, PCASettings)
-        return {**super().network_config(settings, in_bands), "k": settings.k}
-
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         return PCANet(config["in_bands"], config["n_targets"], config["k"],
                       config.get("width", 64))

@@ -48,10 +48,6 @@ class SFNetKind(ModelKind):
     description = "ResNet-18 -> ReLU -> top-k -> linear (Wu, SFNet)"
     settings = SFNetSettings
 
-    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
-        assert isinstance(settings, SFNetSettings)
-        return {**super().network_config(settings, in_bands), "k": settings.k}
-
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         return SFNet(config["in_bands"], config["n_targets"], config["k"],
                      config.get("width", 64))

@@ -11,6 +11,7 @@ the store afterwards, a handful per feature.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -92,7 +93,7 @@ class AggregateSpec:
     def point_targets(self) -> list[str]:
         return [t for m in self.models for t in m.targets]
 
-    @property
+    @functools.cached_property
     def pdf_grids(self) -> dict[str, Grid]:
         return {t: m.grid for m in self.models if m.grid is not None for t in m.targets}
 
@@ -183,19 +184,20 @@ def partial_sums(frame: pd.DataFrame, spec: AggregateSpec, seed: int) -> Partial
     partitions, and a slice's working arrays (PDFs as float64, their CDFs) must
     stay small whatever the partition size."""
     load_plugins(spec.plugins)  # a Dask worker is a fresh process
+    aggregators = spec.kind_aggregators()
     total: Partial | None = None
     n = len(frame)
     for step, start in enumerate(range(0, max(n, 1), ROWS_PER_STEP)):
         part = frame.iloc[start:start + ROWS_PER_STEP]
         sample = -(-spec.sample_rows * len(part) // max(n, 1))
-        result = _slice_sums(part, spec, sample, seed * 100_003 + step)
+        result = _slice_sums(part, spec, aggregators, sample, seed * 100_003 + step)
         total = result if total is None else total + result
     assert total is not None
     return total
 
 
-def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec, sample_rows: int,
-                seed: int) -> Partial:
+def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
+                aggregators: dict[str, KindAggregator], sample_rows: int, seed: int) -> Partial:
     n = len(frame)
     label_columns = {name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
                      for name in spec.labels if name in frame}
@@ -232,7 +234,7 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec, sample_rows: int,
         result.calibration[target] = calibration_partial(
             truth[target], point, masks, groups, relative=settings.relative_error,
             thresholds=tuple(settings.outliers), pdf=pdf, grid=grid)
-    for name, aggregator in spec.kind_aggregators().items():
+    for name, aggregator in aggregators.items():
         result.kinds[name] = aggregator.partial(frame, {**label_columns, **truth})
     return result
 
@@ -279,7 +281,7 @@ def aggregate_catalog(catalog_url: str, store: SurveyStore,
     started = time.perf_counter()
     load_plugins(plugins or [])
     schema = catalog_schema(catalog_url, storage_options)
-    parts = committed_parts(catalog_url, storage_options)
+    parts = committed_parts(catalog_url, storage_options, schema)
     if not parts.complete and not allow_partial:
         msg = (f"catalog {redact(catalog_url)} is unfinished: {parts.summary}; finish it with "
                "surveyproc infer, or aggregate what is there with "

@@ -80,13 +80,13 @@ def fingerprint(section: ModelSettings, train: TrainSection, store: SurveyStore)
 
 
 def up_to_date(section: ModelSettings, url: str, storage_options: dict[str, Any] | None,
-               print_: str) -> TrainedModel | None:
-    """The existing checkpoint at ``url`` if its fingerprint is ``print_``; else None."""
+               expected: str) -> TrainedModel | None:
+    """The existing checkpoint at ``url`` if its fingerprint is ``expected``; else None."""
     try:
         existing = load_checkpoint(url, storage_options)
     except CheckpointNotFoundError:
         return None
-    if existing.provenance.get("fingerprint") != print_:
+    if existing.provenance.get("fingerprint") != expected:
         return None
     log.info("model %s: checkpoint %s is up to date (model %s); not retraining",
              section.name, url, existing.model_id)
