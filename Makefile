@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 PIP := $(VENV)/bin/python -m pip
 STAMP := $(VENV)/.surveyproc-installed
 
-.PHONY: install quickstart test lint clean
+.PHONY: install quickstart test lint results clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 
 quickstart: $(STAMP)
 	$(VENV)/bin/surveyproc run jobs/quickstart.yaml
+
+# docs/results.md from the benchmarks' raw results (docs/results/*.json)
+results: $(STAMP)
+	$(VENV)/bin/python benchmarks/report.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check surveyproc tests benchmarks docs

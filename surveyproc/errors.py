@@ -25,8 +25,14 @@ __all__ = [
     "StoreFormatError",
     "StoreNotFoundError",
     "SurveyprocError",
+    "credentials_problem",
     "describe_error",
 ]
+
+#: Exceptions (botocore's, by name: no import of an optional dependency) that mean the
+#: object store could not be reached for want of credentials.
+_CREDENTIAL_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError",
+                                "CredentialRetrievalError"})
 
 
 class SurveyprocError(Exception):
@@ -75,6 +81,29 @@ class CatalogMismatchError(SurveyprocError, ValueError):
 
 class CatalogNotFoundError(SurveyprocError, FileNotFoundError):
     """No catalog at the given URL."""
+
+
+def credentials_problem(error: BaseException) -> str | None:
+    """One line for an error caused by missing object-store credentials, else None.
+
+    Looks through the chain of causes (and a Ray task error's ``cause``), since the
+    credentials are first needed deep inside s3fs, often in a Ray worker.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if type(current).__name__ in _CREDENTIAL_ERRORS:
+            return ("no object-store credentials found: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment, or pass "
+                    "-o anon=true (--set ...storage_options.anon=true) for a public bucket")
+        pending += [c for c in (current.__cause__, current.__context__,
+                                getattr(current, "cause", None))
+                    if isinstance(c, BaseException)]
+    return None
 
 
 def describe_error(error: BaseException, limit: int = 200) -> str:

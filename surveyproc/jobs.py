@@ -147,8 +147,9 @@ class TrainSection(_Section):
     accumulate: int = Field(1, ge=1, description="Micro-batches per optimiser step "
                             "(gradient accumulation).")
     scale_lr: bool = Field(False, description="Each worker takes batch_size samples per "
-                           "micro-batch and lr is multiplied by the workers (linear scaling); "
-                           "otherwise batch_size is the global batch, split across workers.")
+                           "optimiser step and lr is multiplied by the workers (linear "
+                           "scaling); otherwise batch_size is the global batch, split across "
+                           "workers (and their accumulate micro-batches).")
     max_failures: int = Field(2, ge=0, description="Worker failures survived by restarting "
                               "from the last checkpoint.")
 
@@ -379,13 +380,20 @@ def load_job(
     except OSError as error:
         msg = f"{origin}: cannot read the file ({error.strerror or error})"
         raise JobSpecError(msg) from None
+    if not text.strip():
+        msg = (f"{origin}: the file is empty (a job needs at least 'name' and 'store'; "
+               "see jobs/quickstart.yaml)")
+        raise JobSpecError(msg)
     try:
-        tree = yaml.safe_load(text) or {}
+        tree = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         msg = f"{origin}: not valid YAML{where}: {getattr(error, 'problem', error)}"
         raise JobSpecError(msg) from None
+    if tree is None:  # comments only
+        msg = f"{origin}: the file holds no settings (a job needs at least 'name' and 'store')"
+        raise JobSpecError(msg)
     if not isinstance(tree, dict):
         msg = f"{origin}: the top level must be a mapping of sections, got {type(tree).__name__}"
         raise JobSpecError(msg)

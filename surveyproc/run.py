@@ -42,15 +42,20 @@ def job_ray(job: JobSpec):
     return ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard)
 
 
-def prepare_store(job: JobSpec) -> SurveyStore:
-    """Open the job's store, synthesising it first (on the job's Ray) when missing and
-    ``store.synth`` is set."""
+def prepare_store(job: JobSpec, *, synthesise: bool = True) -> SurveyStore:
+    """Open the job's store, synthesising it first (on the job's Ray) when missing,
+    ``store.synth`` is set and ``synthesise`` allows it (``train`` and ``run``; never
+    ``infer`` or ``aggregate``, where a misspelt URL must be an error, not new galaxies)."""
     section = job.store
     try:
         store = open_store(section.url, section.storage_options)
-    except StoreNotFoundError:
+    except StoreNotFoundError as error:
         if section.synth is None:
             raise
+        if not synthesise:
+            msg = (f"{error}; infer and aggregate read an existing store and never "
+                   "synthesise one (surveyproc synth, train or run make it)")
+            raise StoreNotFoundError(msg) from None
         log.info("store %s does not exist: synthesising %d galaxies", section.url,
                  section.synth.n)
         with job_ray(job):

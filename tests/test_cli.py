@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from surveyproc import __version__
 from surveyproc.cli import main
-from surveyproc.errors import JobSpecError
+from surveyproc.errors import IngestError, JobSpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +103,72 @@ def test_run_synthesises_the_store_then_reuses_it(tmp_path, capsys, ray_session,
         store_stamp
     assert checkpoint.stat().st_mtime_ns == checkpoint_stamp
     assert part.stat().st_mtime_ns == part_stamp  # committed shards are not redone
+
+
+def test_global_options_are_accepted_after_the_command_too(tmp_path):
+    with pytest.raises(JobSpecError):  # --debug after the command: the traceback is shown
+        main(["run", str(tmp_path / "absent.yaml"), "--debug"])
+    with pytest.raises(IngestError):  # and after a nested command's arguments
+        main(["ingest", "cutouts", str(tmp_path / "s.zarr"), "--catalog",
+              str(tmp_path / "absent.fits"), "--dir", str(tmp_path), "--bands", "g",
+              "--debug"])
+    assert main(["run", str(tmp_path / "absent.yaml"), "-q"]) == 2
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "# only a comment\n"])
+def test_an_empty_job_file_says_it_is_empty(tmp_path, capsys, text):
+    job = tmp_path / "empty.yaml"
+    job.write_text(text)
+    assert main(["run", str(job)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and ("is empty" in err[0] or "holds no settings" in err[0]), err
+    assert not (tmp_path / "work").exists()
+
+
+def test_infer_never_synthesises_a_misspelt_store(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: typo\nstore: {{url: {tmp_path / 'survy.zarr'}, synth: {{n: 50}}}}\n"
+                   f"output: {{dir: {tmp_path / 'out'}}}\n")
+    for command in (["infer", str(job)], ["aggregate", str(job)],
+                    ["infer", str(job), "--store", str(tmp_path / "other.zarr")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "never synthesise" in err[0], err
+    assert not (tmp_path / "survy.zarr").exists() and not (tmp_path / "other.zarr").exists()
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+@pytest.mark.s3
+def test_synth_to_an_object_store_without_credentials_is_one_line(s3_endpoint, tmp_path,
+                                                                   capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code = main(["synth", "s3://nocreds/s.zarr", "--n", "5", "--size", "8", "--serial",
+                 "-o", f"endpoint_url={s3_endpoint}", "-o", "skip_instance_cache=true"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "no object-store credentials found" in err[0]
+
+
+def test_infer_with_a_missing_checkpoint_fails_before_ray_starts(tmp_path):
+    store = tmp_path / "s.zarr"
+    assert main(["synth", str(store), "--n", "20", "--size", "8", "--serial", "-q"]) == 0
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: untrained\nstore: {{url: {store}}}\noutput: {{dir: {tmp_path}/out}}\n"
+                   "models: [{name: mass, kind: sfnet, k: 2, targets: [log_mstar]}]\n")
+    # a fresh process whose Ray, had it started, would have made its session under RAY_TMPDIR
+    ray_tmp = Path(tempfile.mkdtemp(prefix="sp-ray-"))  # short: Ray's socket paths must fit
+    result = subprocess.run([sys.executable, "-m", "surveyproc.cli", "infer", str(job)],
+                            capture_output=True, text=True,
+                            env={**os.environ, "RAY_ADDRESS": "", "RAY_TMPDIR": str(ray_tmp)})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    started = any(ray_tmp.iterdir())
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not started, "Ray was started before the checkpoints were checked"
+    assert "model mass: no checkpoint" in lines[0] and "train it first" in lines[0]
+    assert not (tmp_path / "out" / "catalog").exists()

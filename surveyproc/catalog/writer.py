@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,7 @@ class CommitRecord:
     part: str
     run_id: str
     bytes: int
+    writer: str = ""  # host:pid of the process that committed it (which actor did what)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -160,7 +163,8 @@ class CatalogWriter:
         data = buffer.getvalue()
         write_bytes_atomic(self._path(part_name(shard.index)), data, self.storage_options)
         record = CommitRecord(shard.index, shard.start, shard.stop, table.num_rows,
-                              part_name(shard.index), run_id, len(data))
+                              part_name(shard.index), run_id, len(data),
+                              f"{socket.gethostname()}:{os.getpid()}")
         write_bytes_atomic(self._path(COMMITTED, f"shard-{shard.index:06d}.json"),
                            record.to_json().encode(), self.storage_options)
         return record

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import __version__
-from ..errors import SurveyprocError
+from ..errors import SurveyprocError, credentials_problem
 from ._common import (
     add_job_arguments,
     add_layout_options,
@@ -123,13 +123,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    from ..infer import run_inference
+    from ..infer import plan_inference, run_inference
     from ..jobs import load_job
     from ..run import job_ray, prepare_store
 
-    job = load_job(args.job, args.set)
+    overrides = list(args.set)
+    if args.store:
+        overrides.append(f"store.url={args.store}")
+    if args.catalog:
+        overrides.append(f"infer.catalog={args.catalog}")
+    job = load_job(args.job, overrides)
+    # store and checkpoints before Ray starts: a wrong URL or a missing model fails fast
+    store = prepare_store(job, synthesise=False)
+    plan = plan_inference(job, store)
     with job_ray(job):
-        result = run_inference(job, prepare_store(job))
+        result = run_inference(job, store, plan)
     print(format_infer(result))
     return 0 if result.complete or job.infer.stop_after_shards else 1
 
@@ -140,7 +148,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     from ..stats import aggregate_job
 
     job = load_job(args.job, args.set)
-    result = aggregate_job(job, prepare_store(job))
+    result = aggregate_job(job, prepare_store(job, synthesise=False))
     print(f"report: {result.report} ({result.rows:,} galaxies in {result.seconds:.1f} s)")
     return 0
 
@@ -215,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                                             "catalog (Parquet, one part per shard). A re-run "
                                             "skips committed shards.")
     add_job_arguments(infer, "infer.objects_per_shard=2048")
+    infer.add_argument("--store", default=None, metavar="URL",
+                       help="run the job's trained models on this store instead of the job's "
+                            "(same as --set store.url=URL; never synthesised)")
+    infer.add_argument("--catalog", default=None, metavar="URL",
+                       help="write the catalog here (same as --set infer.catalog=URL)")
     infer.set_defaults(func=_cmd_infer)
 
     aggregate = commands.add_parser("aggregate", help="statistics and report of the catalog",
@@ -232,7 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="validate and print the job with every default filled in")
     run.set_defaults(func=_cmd_run)
+    _accept_global_options(parser)
     return parser
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """Let ``--debug`` and ``-q`` follow the command too (``surveyproc info URL -q``):
+    every subcommand parser, nested ones included, accepts them without a default of
+    its own, so the value given anywhere reaches the namespace."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show tracebacks and debug logs")
+                sub.add_argument("-q", "--quiet", action="store_true",
+                                 default=argparse.SUPPRESS, help="no progress bars or logs")
+                _accept_global_options(sub)
 
 
 def _configure_logging(debug: bool, quiet: bool) -> None:
@@ -260,4 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("surveyproc: interrupted; finished units are kept", file=sys.stderr)
         return 130
+    except Exception as error:
+        problem = credentials_problem(error)
+        if problem is None or args.debug:
+            raise
+        print(f"surveyproc: error: {problem}", file=sys.stderr)
+        return 2
 

@@ -164,9 +164,11 @@ def _new_run_id(job: JobSpec) -> str:
     return f"{job.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def run_inference(job: JobSpec, store: SurveyStore) -> InferResult:
-    """Infer every object of ``store`` that the catalog does not hold yet."""
-    plan = plan_inference(job, store)
+def run_inference(job: JobSpec, store: SurveyStore, plan: InferPlan | None = None
+                  ) -> InferResult:
+    """Infer every object of ``store`` that the catalog does not hold yet (``plan``: from
+    :func:`plan_inference`, when the caller checked the checkpoints before starting Ray)."""
+    plan = plan or plan_inference(job, store)
     writer = CatalogWriter(plan.catalog, job.output.storage_options)
     committed = writer.prepare(plan.schema.describe(), overwrite=job.infer.overwrite)
     todo = [s for s in plan.shards if s.index not in committed]

@@ -59,8 +59,12 @@ def dask_client(address: str | None, n_workers: int = 2) -> Iterator[Any]:
         with Client(address) as client:
             yield client
         return
-    with contextlib.suppress(ValueError):
-        yield default_client()
+    try:
+        current = default_client()
+    except ValueError:  # no client in this process
+        current = None
+    if current is not None:  # (an error of the caller's block must not be taken for this)
+        yield current
         return
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=None, processes=True) as cluster, \

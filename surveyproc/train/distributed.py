@@ -3,19 +3,23 @@
 ``train.workers: N`` in a job makes ``surveyproc train`` run
 :func:`~surveyproc.train.loop.fit` inside a ``TorchTrainer`` of N workers
 (gloo on CPU, NCCL with ``use_gpu``).  Each worker streams its own disjoint
-share of the store's chunk-aligned shards (``shards[rank::N]``) every epoch,
+share of the store's chunk-aligned shards every epoch
+(:meth:`~surveyproc.train.plan.TrainingPlan.train_streams`),
 with the same id-hash train/validation split; the main worker (rank 0)
 validates on the whole validation split and the others act on its numbers, so
 early stopping agrees.  ``batch_size`` is the global batch, split across
 workers (with ``scale_lr`` it is per worker and the learning rate scales with
-N instead); every worker takes exactly the same number of optimiser steps.
+N instead); every worker takes exactly the same number of optimiser steps, and after the
+first one the ranks compare parameter digests (recorded in the run's
+``starts``; a mismatch stops training: gradients are not synchronised).
 
 After every epoch rank 0 reports a checkpoint (the resumable
 :class:`~surveyproc.train.loop.TrainingState`: current and best weights,
 optimiser, scheduler, epoch, history) to Ray Train's storage (a local
 directory or any fsspec URL, e.g. s3://), which keeps the last two; a worker
 lost mid-epoch makes Ray Train restart the group from the last one
-(``FailureConfig(max_failures)``).  ``--resume URL`` starts from any such
+(``FailureConfig(max_failures)``; the restarted workers take the newest complete
+state in the run's storage, see :func:`latest_state`).  ``--resume URL`` starts from any such
 checkpoint.  The result is saved in the checkpoint format of the models
 package, which ``surveyproc infer`` reads.
 """
@@ -26,8 +30,11 @@ import dataclasses
 import io
 import logging
 import math
+import os
+import socket
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +45,14 @@ from ..fs import is_local, join, normalize, read_bytes, redact, resolve
 from ..jobs import JobSpec
 from ..kinds import ModelSettings
 from ..store import SurveyStore
-from .loop import Distribution, FitResult, TrainingState, fit, seed_everything
+from .loop import (
+    Distribution,
+    FitResult,
+    TrainingState,
+    fit,
+    seed_everything,
+    weights_digest,
+)
 from .plan import (
     TrainedModel,
     TrainingPlan,
@@ -48,7 +62,7 @@ from .plan import (
     up_to_date,
 )
 
-__all__ = ["STATE_FILE", "load_state", "train_model_distributed"]
+__all__ = ["STATE_FILE", "latest_state", "load_state", "train_model_distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +74,41 @@ def load_state(url: str, storage_options: dict[str, Any] | None = None) -> Train
     candidates = [url] if url.endswith(".pt") else [join(url, STATE_FILE), url]
     for candidate in candidates:
         try:
-            return _state_from_bytes(read_bytes(candidate, storage_options))
+            data = read_bytes(candidate, storage_options)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue
+        try:
+            return _state_from_bytes(data)
+        except Exception as error:  # not a torch file, or not a training state
+            msg = f"resume: {redact(candidate)} is not a training checkpoint ({STATE_FILE})"
+            raise CheckpointNotFoundError(msg) from error
     msg = f"resume: no training checkpoint ({STATE_FILE}) at {redact(url)}"
     raise CheckpointNotFoundError(msg)
+
+
+def latest_state(run_url: str, storage_options: dict[str, Any] | None
+                 ) -> TrainingState | None:
+    """The newest complete training state a run has written, or None before its first.
+
+    A restarted worker group looks in the run's storage itself instead of trusting
+    ``ray.train.get_checkpoint()``: Ray Train registers a checkpoint only once its
+    controller has collected every worker's report, so a worker lost in between
+    restarts the group without one although a complete ``state.pt`` is in storage
+    (the group then silently trains from scratch).  A file cut short by the failure
+    does not load and the one before it is taken.
+    """
+    fs, path = resolve(run_url, storage_options)
+    try:
+        found = sorted(fs.glob(f"{path}/checkpoint_*/{STATE_FILE}"), reverse=True)
+    except FileNotFoundError:
+        return None
+    for candidate in found:  # Ray names checkpoint directories by time: newest first
+        try:
+            return _state_from_bytes(bytes(fs.cat_file(candidate)))
+        except Exception as error:  # an incomplete upload: fall back to the one before
+            log.warning("skipping unreadable training checkpoint %s (%s)",
+                        redact(candidate), type(error).__name__)
+    return None
 
 
 def _state_from_bytes(data: bytes) -> TrainingState:
@@ -85,23 +129,18 @@ def _worker_loop(config: dict[str, Any]) -> None:
     seed_everything(train.seed)
     model = plan.build()
     start = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # restarted after a failure: continue from the last epoch
-        with checkpoint.as_directory() as directory:
-            start = _state_from_bytes((Path(directory) / STATE_FILE).read_bytes())
+    origin = "resume"
+    latest = latest_state(config["run_url"], config["storage_options"])
+    if latest is not None:  # restarted after a failure: continue after the last epoch
+        start, origin = latest, "restart"
     elif config["resume"] is not None:
         start = _state_from_bytes(config["resume"])
     model = ray.train.torch.prepare_model(model)
-    per_worker = (train.batch_size if train.scale_lr
-                  else max(1, train.batch_size // (world * train.accumulate)))
-    stream = plan.stream("train", True, shards=plan.shards[rank::world], batch_size=per_worker,
-                         seed=train.seed + 1009 * rank)
+    streams = plan.train_streams(rank, world)
     validation = plan.stream("val", False, shards=plan.shards if rank == 0 else [])
     fit_config = plan.fit_config()
     if train.scale_lr:
         fit_config = dataclasses.replace(fit_config, lr=fit_config.lr * world)
-    global_batch = per_worker * world * train.accumulate
-    steps = max(1, math.ceil(plan.usable / global_batch))
 
     def agree(val_loss: float, metrics: dict[str, float]) -> tuple[float, dict[str, float]]:
         shared: list[Any] = [val_loss, metrics]
@@ -125,11 +164,30 @@ def _worker_loop(config: dict[str, Any]) -> None:
         else:
             ray.train.report(metrics)
 
-    fit(model, plan.task(), stream.epoch, validation.epoch, fit_config, steps,
+    def check_ranks(core: torch.nn.Module) -> list[dict[str, Any]]:
+        """Every rank's parameter digest (DDP keeps them equal), host and PID."""
+        mine = {"rank": rank, "weights": weights_digest(dict(core.named_parameters())),
+                "host": socket.gethostname(), "pid": os.getpid()}
+        ranks: list[Any] = [mine]
+        if world > 1:
+            ranks = [None] * world
+            torch.distributed.all_gather_object(ranks, mine)
+        digests = [r["weights"] for r in ranks]
+        if len(set(digests)) > 1:
+            msg = (f"model {plan.section.name}: data-parallel ranks hold different weights "
+                   f"after an optimiser step ({', '.join(digests)}): gradients are not "
+                   "being synchronised")
+            raise SurveyprocError(msg)
+        return ranks
+
+    fit(model, plan.task(), streams.batches, validation.epoch, fit_config, streams.steps,
         desc=f"{plan.section.name} (rank {rank})", on_epoch=on_epoch, start=start,
+        origin=origin,
         distribution=Distribution(main=rank == 0, exact_steps=True,
-                                  accumulate=train.accumulate,
-                                  agree=agree if world > 1 else None))
+                                  accumulate=streams.accumulate,
+                                  agree=agree if world > 1 else None,
+                                  first_stream=streams.first_stream,
+                                  check_ranks=check_ranks))
 
 
 def _storage(job: JobSpec) -> tuple[str, Any]:
@@ -177,13 +235,14 @@ def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSett
         actor: Any = ray.remote(num_cpus=0)(TrainMetrics)
         sink = actor.remote(job.name, job.metrics.host, job.metrics.port)
         log.info("metrics: %s", ray.get(sink.url.remote()))
-    name = f"{job.name}-{section.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    name = f"{job.name}-{section.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     workers = train.workers or 1
     threads = train.threads or max(1, math.ceil(train.cpus_per_worker))
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"plan": plan, "threads": threads, "resume": resume_bytes,
-                           "metrics": sink},
+                           "metrics": sink, "run_url": join(job.outputs.ray_train, name),
+                           "storage_options": job.output.storage_options},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=train.use_gpu,
                                      resources_per_worker={"CPU": train.cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=storage_path,
@@ -212,7 +271,8 @@ def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSett
     model.load_state_dict(state.best_state)
     fit_result = FitResult(best_state=state.best_state, best_epoch=state.best_epoch,
                            history=state.history,
-                           stopped_early=state.since_best >= train.patience)
+                           stopped_early=state.since_best >= train.patience,
+                           starts=state.starts)
     return finish_training(
         plan, model, fit_result, url=url, storage_options=job.output.storage_options,
         seconds=time.perf_counter() - started,

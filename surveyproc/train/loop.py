@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..ops.progress import progress_bar
 from .augment import dihedral
 
 __all__ = ["Distribution", "EpochResult", "FitResult", "TrainConfig", "TrainingState", "evaluate",
-           "fit", "seed_everything"]
+           "fit", "interleaved", "seed_everything", "weights_digest"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor, Any]]
 
@@ -55,16 +56,25 @@ class EpochResult:
     val_metrics: dict[str, float]
     seconds: float
     samples_per_s: float
+    weights: str = ""  # digest of the weights at the end of the epoch (as checkpointed)
 
 
 @dataclass
 class FitResult:
-    """The best model state and the history that led to it."""
+    """The best model state and the history that led to it.
+
+    ``starts`` has one record per (re)start of :func:`fit` on this run: the epoch
+    it began with, where its weights came from (``fresh``, ``resume``, ``restart``),
+    their digest, and what every data-parallel rank held after the first optimiser
+    step (``ranks``: parameter digest, host, PID).  A restarted or resumed run
+    thereby shows which checkpoint it continued from and that no epoch ran twice.
+    """
 
     best_state: dict[str, torch.Tensor]
     best_epoch: int
     history: list[EpochResult] = field(default_factory=list)
     stopped_early: bool = False
+    starts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def best(self) -> EpochResult:
@@ -75,6 +85,54 @@ def seed_everything(seed: int) -> None:
     """Seed torch and NumPy's legacy global state (model initialisation, dropout)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A short content digest of named tensors (key order), to compare weights across
+    processes, checkpoints and restarts without moving them.
+
+    Examples
+    --------
+    >>> a = {"w": torch.ones(3)}
+    >>> weights_digest(a) == weights_digest({"w": torch.ones(3)})
+    True
+    >>> weights_digest(a) == weights_digest({"w": torch.tensor([1.0, 1.0, 1.0 + 1e-7])})
+    False
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def interleaved(streams: Sequence[Callable[[int], Batches]], epoch: int, per_stream: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+    """Exactly ``per_stream`` batches from each stream, taken in turn (s0, s1, .., s0, ..).
+
+    A stream that runs out starts again with another shuffle (``epoch + 1000 *
+    cycle``), so every data-parallel worker takes the same number of steps.  With
+    ``accumulate`` micro-batches per step, turn ``k`` feeds micro-batch ``k``.
+    """
+    iterators = [_cycled(stream, epoch) for stream in streams]
+    for _ in range(per_stream):
+        for iterator in iterators:
+            yield next(iterator)
+
+
+def _cycled(stream: Callable[[int], Batches], epoch: int
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+    cycle = 0
+    while True:
+        produced = False
+        for batch in stream(epoch + 1000 * cycle):
+            produced = True
+            yield batch
+        if not produced:
+            msg = "a training stream has no training galaxies in its shards"
+            raise RuntimeError(msg)
+        cycle += 1
 
 
 def flat_then_cosine(total_steps: int, flat_fraction: float) -> Callable[[int], float]:
@@ -124,6 +182,7 @@ class TrainingState:
     best_loss: float
     since_best: int
     history: list[EpochResult]
+    starts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Tensors and JSON-able values only (``torch.load(weights_only=True)`` reads it)."""
@@ -131,14 +190,14 @@ class TrainingState:
                 "scheduler": self.scheduler,
                 "best_state": self.best_state, "best_epoch": self.best_epoch,
                 "best_loss": self.best_loss, "since_best": self.since_best,
-                "history": [e.__dict__ for e in self.history]}
+                "history": [e.__dict__ for e in self.history], "starts": self.starts}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingState:
         return cls(int(data["epoch"]), data["model"], data["optimizer"], data["scheduler"],
                    data["best_state"],
                    int(data["best_epoch"]), float(data["best_loss"]), int(data["since_best"]),
-                   [EpochResult(**e) for e in data["history"]])
+                   [EpochResult(**e) for e in data["history"]], list(data.get("starts", [])))
 
 
 @dataclass
@@ -150,12 +209,19 @@ class Distribution:
     they run out first), so no worker waits in a collective that others skip;
     ``agree(val_loss, metrics)`` returns the values every worker must act on
     (the main worker's, in distributed training) so early stopping agrees.
+    ``first_stream`` numbers this worker's first data stream: micro-batch ``k``
+    draws its augmentation from stream ``first_stream + k``'s generator, so N
+    workers and one worker accumulating N micro-batches augment alike.
+    ``check_ranks(core)`` runs after the first optimiser step and returns, per
+    rank, its parameter digest, host and PID (raising when the digests differ).
     """
 
     main: bool = True
     exact_steps: bool = False
     accumulate: int = 1
     agree: Callable[[float, dict[str, float]], tuple[float, dict[str, float]]] | None = None
+    first_stream: int = 0
+    check_ranks: Callable[[nn.Module], list[dict[str, Any]]] | None = None
 
 
 def _on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor
@@ -181,22 +247,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _steps(train_batches: Callable[[int], Batches], epoch: int, steps: int,
            exact: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor, Any]]:
-    if not exact:
-        yield from train_batches(epoch)
-        return
-    done, cycle = 0, 0
-    while done < steps:
-        produced = False
-        for batch in train_batches(epoch + 1000 * cycle):
-            produced = True
-            yield batch
-            done += 1
-            if done >= steps:
-                return
-        if not produced:
-            msg = "a training worker has no training galaxies in its shards"
-            raise RuntimeError(msg)
-        cycle += 1
+    return interleaved([train_batches], epoch, steps) if exact else train_batches(epoch)
+
+
+def _augmentation(seed: int, epoch: int, stream: int) -> torch.Generator:
+    """The augmentation draws of one data stream in one epoch (a resumed run repeats them)."""
+    return torch.Generator().manual_seed(seed + 7919 * epoch + 104729 * stream)
 
 
 def fit(
@@ -211,6 +267,7 @@ def fit(
     on_epoch: Callable[[EpochResult, nn.Module, Callable[[], TrainingState]], None]
     | None = None,
     start: TrainingState | None = None,
+    origin: str = "resume",
     distribution: Distribution | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return the best state by validation loss.
@@ -219,7 +276,8 @@ def fit(
     ``val_batches()`` the validation ones.  ``on_epoch(result, model, state)``
     is called after each validation (``state()`` builds the resumable
     :class:`TrainingState`: checkpointing, metrics export).  ``start`` resumes
-    after its epoch; ``distribution`` says how a data-parallel worker takes part.
+    after its epoch (``origin`` names where it came from in the run's ``starts``
+    record); ``distribution`` says how a data-parallel worker takes part.
     """
     dist = distribution or Distribution()
     core = _unwrap(model)
@@ -228,7 +286,6 @@ def fit(
     total = max(1, steps_per_epoch * config.epochs)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                  flat_then_cosine(total, config.flat_fraction))
-    generator = torch.Generator().manual_seed(config.seed)
     result = FitResult(best_state=copy.deepcopy(core.state_dict()), best_epoch=0)
     best_loss, since_best, first = math.inf, 0, 0
     if start is not None:
@@ -236,14 +293,18 @@ def fit(
         optimizer.load_state_dict(start.optimizer)
         schedule.load_state_dict(start.scheduler)
         result = FitResult(best_state=start.best_state, best_epoch=start.best_epoch,
-                           history=list(start.history))
+                           history=list(start.history), starts=list(start.starts))
         best_loss, since_best, first = start.best_loss, start.since_best, start.epoch + 1
         if since_best >= config.patience:
             first = config.epochs  # it had already stopped early
+    this_start: dict[str, Any] = {"epoch": first,
+                                  "origin": "fresh" if start is None else origin,
+                                  "weights": weights_digest(core.state_dict())}
+    result.starts.append(this_start)
     accumulate = max(1, dist.accumulate)
     for epoch in range(first, config.epochs):
-        # augmentation draws depend on (seed, epoch) only, so a resumed run repeats them
-        generator.manual_seed(config.seed + 7919 * epoch)
+        generators = [_augmentation(config.seed, epoch, dist.first_stream + k)
+                      for k in range(accumulate)]
         model.train()
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar_total = steps_per_epoch * accumulate if dist.main else 0
@@ -254,7 +315,7 @@ def fit(
                                                     steps_per_epoch * accumulate,
                                                     dist.exact_steps)):
                 if config.augment:
-                    x = dihedral(x, generator)
+                    x = dihedral(x, generators[step % accumulate])
                 x, y = _on_device(core, x, y)
                 last_micro = (step + 1) % accumulate == 0
                 sync = getattr(model, "no_sync", None)
@@ -269,6 +330,8 @@ def fit(
                     optimizer.zero_grad(set_to_none=True)
                     if schedule.last_epoch < total:
                         schedule.step()
+                    if dist.check_ranks is not None and "ranks" not in this_start:
+                        this_start["ranks"] = dist.check_ranks(core)
                 value = float(loss.detach())
                 seen += len(y)
                 loss_sum += value * len(y)
@@ -280,7 +343,7 @@ def fit(
         if dist.agree is not None:
             val_loss, metrics = dist.agree(val_loss, metrics)
         epoch_result = EpochResult(epoch, loss_sum / max(seen, 1), val_loss, metrics, seconds,
-                                   seen / max(seconds, 1e-9))
+                                   seen / max(seconds, 1e-9), weights_digest(core.state_dict()))
         result.history.append(epoch_result)
         if val_loss < best_loss:
             best_loss, since_best = val_loss, 0
@@ -294,7 +357,7 @@ def fit(
                 return TrainingState(epoch, copy.deepcopy(core.state_dict()),
                                      optimizer.state_dict(), schedule.state_dict(),
                                      result.best_state, result.best_epoch, best, waited,
-                                     list(result.history))
+                                     list(result.history), copy.deepcopy(result.starts))
 
             on_epoch(epoch_result, core, state)
         if since_best >= config.patience:

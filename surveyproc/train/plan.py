@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +36,10 @@ from ..models import (
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
 from .data import StoreBatches, target_statistics
-from .loop import FitResult, TrainConfig, evaluate
+from .loop import EpochResult, FitResult, TrainConfig, evaluate, interleaved
 
 __all__ = [
+    "TrainStreams",
     "TrainedModel",
     "TrainingPlan",
     "fingerprint",
@@ -64,6 +65,17 @@ class TrainedModel:
     model_id: str
     metrics: dict[str, Any]
     reused: bool = False
+
+
+@dataclass(frozen=True)
+class TrainStreams:
+    """One worker's training batches: ``batches(epoch)`` yields ``steps * accumulate``
+    micro-batches, micro-batch ``k`` of each step from stream ``first_stream + k``."""
+
+    batches: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]]
+    steps: int
+    first_stream: int
+    accumulate: int
 
 
 def fingerprint(section: ModelSettings, train: TrainSection, store: SurveyStore) -> str:
@@ -141,6 +153,35 @@ class TrainingPlan:
                             batch_size=batch_size or t.batch_size, shuffle=shuffle,
                             seed=t.seed if seed is None else seed)
 
+    def train_streams(self, rank: int = 0, world: int = 1) -> TrainStreams:
+        """What worker ``rank`` of ``world`` trains on, and the steps every worker takes.
+
+        The training data are split into ``world * accumulate`` streams, stream
+        ``v`` reading shards ``v::streams`` in its own seeded order; worker ``r``
+        feeds micro-batch ``k`` of every optimiser step from stream ``r *
+        accumulate + k``.  A global batch is thus the same galaxies whether N
+        workers take one micro-batch each or one worker accumulates N, and the
+        two runs take the same optimiser steps.
+        """
+        t = self.train
+        accumulate = t.accumulate
+        streams = world * accumulate
+        per_step = t.batch_size * world if t.scale_lr else t.batch_size
+        micro = max(1, per_step // streams)
+        if len(self.shards) < streams:
+            msg = (f"model {self.section.name}: {streams} training streams (workers x "
+                   f"accumulate) but the store has only {len(self.shards)} shards")
+            raise InvalidParameterError(msg)
+        first = rank * accumulate
+        mine = [self.stream("train", True, shards=self.shards[v::streams], batch_size=micro,
+                            seed=t.seed + 1009 * v) for v in range(first, first + accumulate)]
+        steps = max(1, math.ceil(self.usable / (micro * streams)))
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+            return interleaved([s.epoch for s in mine], epoch, steps)
+
+        return TrainStreams(batches, steps, first, accumulate)
+
     def task(self) -> Any:
         return self.kind.task(self.config, self.infos)
 
@@ -165,10 +206,6 @@ class TrainingPlan:
         return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
                            weight_decay=t.weight_decay, flat_fraction=t.flat_fraction,
                            patience=t.patience, seed=t.seed, augment=t.augment)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(self.usable / self.train.batch_size)
 
 
 def _normalization(batches: StoreBatches) -> Normalization:
@@ -201,6 +238,13 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
     return plan
 
 
+def _epoch_record(epoch: EpochResult) -> dict[str, Any]:
+    """One epoch of the learning curve as the checkpoint keeps it."""
+    return {"epoch": epoch.epoch, "train_loss": round(epoch.train_loss, 6),
+            "val_loss": round(epoch.val_loss, 6), "seconds": round(epoch.seconds, 3),
+            "samples_per_s": round(epoch.samples_per_s, 1), "weights": epoch.weights}
+
+
 def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResult, *,
                     url: str, storage_options: dict[str, Any] | None, seconds: float,
                     extra_provenance: dict[str, Any] | None = None) -> TrainedModel:
@@ -215,7 +259,8 @@ def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResul
     kind.after_fit(model, plan.data())
     metrics: dict[str, Any] = {"best_epoch": result.best_epoch,
                                "epochs_run": len(result.history),
-                               "train_samples_per_s": result.best.samples_per_s}
+                               "train_samples_per_s": result.best.samples_per_s,
+                               "history": [_epoch_record(e) for e in result.history]}
     splits = ["val", "test"] if train.test_fraction > 0 else ["val"]
     for split in splits:
         _, predictions, targets, _ = evaluate(model, task, plan.stream(split, False).epoch())
@@ -232,7 +277,8 @@ def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResul
                     "name": plan.section.name, "train": train.model_dump(),
                     "training_galaxies": plan.usable, "seconds": round(seconds, 1),
                     "surveyproc_version": __version__, "torch_version": torch.__version__,
-                    "python": platform.python_version(), **(extra_provenance or {})},
+                    "python": platform.python_version(), "starts": result.starts,
+                    **(extra_provenance or {})},
     )
     model_id = save_checkpoint(checkpoint, url, storage_options)
     return TrainedModel(plan.section.name, url, model_id, metrics)

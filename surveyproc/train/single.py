@@ -10,7 +10,7 @@ import torch
 from ..jobs import TrainSection
 from ..kinds import ModelSettings
 from ..store import SurveyStore
-from .loop import fit, seed_everything
+from .loop import Distribution, fit, seed_everything
 from .plan import TrainedModel, fingerprint, finish_training, plan_training, up_to_date
 
 __all__ = ["train_model"]
@@ -30,9 +30,10 @@ def train_model(store: SurveyStore, section: ModelSettings, train: TrainSection,
     plan = plan_training(store, section, train, plugins)
     seed_everything(train.seed)
     model = plan.build()
+    streams = plan.train_streams()
     started = time.perf_counter()
-    result = fit(model, plan.task(), plan.stream("train", True).epoch,
-                 plan.stream("val", False).epoch, plan.fit_config(),
-                 steps_per_epoch=plan.steps_per_epoch, desc=section.name)
+    result = fit(model, plan.task(), streams.batches, plan.stream("val", False).epoch,
+                 plan.fit_config(), steps_per_epoch=streams.steps, desc=section.name,
+                 distribution=Distribution(accumulate=streams.accumulate))
     return finish_training(plan, model, result, url=url, storage_options=storage_options,
                            seconds=time.perf_counter() - started)

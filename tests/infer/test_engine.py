@@ -30,7 +30,7 @@ from surveyproc.kinds import build_network
 from surveyproc.models import save_checkpoint
 from surveyproc.store.synth import SynthConfig, synthesize
 from surveyproc.testing import seeded_checkpoint, tiny_store
-from tests.support.servers import free_port, ray_worker_pids
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -238,9 +238,10 @@ def test_a_killed_actor_is_replaced_and_its_shard_rerun(survey, clean_run):
     killed = None
     while runner.is_alive() and killed is None:
         committed = list((catalog / "_committed").glob("*.json")) if catalog.exists() else []
-        pids = ray_worker_pids("InferenceActor")
-        if committed and pids:  # mid-run: some shards in, more to go
-            killed = pids[0]
+        if committed:  # mid-run: some shards in, more to go
+            # the actor of this run that committed it, by the PID it recorded
+            writer = json.loads(committed[0].read_text())["writer"]
+            killed = int(writer.rsplit(":", 1)[1])
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.02)
     runner.join()

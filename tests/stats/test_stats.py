@@ -237,3 +237,23 @@ def test_report_renders_in_a_headless_browser(small, tmp_path):
     assert check is not None
     assert check.images >= 6 and check.broken == [] and check.console == []
     assert (tmp_path / "shot.png").stat().st_size > 20_000
+
+
+def test_surveyproc_aggregate_on_an_unfinished_catalog_exits_2_unless_partial(small, tmp_path,
+                                                                               capsys):
+    from surveyproc.cli import main
+
+    store = small[0]
+    url = tmp_path / "cat"
+    synthetic_catalog(str(url), store, rows_per_part=1000, n_features=F, k=K, seed=4)
+    (url / "_manifest.json").unlink()
+    (url / "_committed" / "shard-000002.json").unlink()
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: partial\nstore: {{url: {store.url}}}\n"
+                   f"output: {{dir: {tmp_path / 'out'}}}\ninfer: {{catalog: {url}}}\n")
+    assert main(["aggregate", str(job)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unfinished: 2 of 3 shards committed" in err[0], err
+    assert main(["aggregate", str(job), "--set", "aggregate.allow_partial=true"]) == 0
+    report = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "partial: 2 of 3 shards" in report

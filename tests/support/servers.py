@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["BrowserCheck", "browser_check", "free_port", "moto_server", "prometheus_server",
-           "ray_worker_pids", "require_program"]
+           "require_program"]
 
 
 def require_program(name: str, found: bool) -> None:
@@ -112,18 +112,6 @@ def prometheus_server(targets: list[str], workdir: str, timeout: float = 30.0
                f"--web.listen-address=127.0.0.1:{port}"]
     with _server_process(command, f"{url}/-/ready", "prometheus", timeout):
         yield url
-
-
-def ray_worker_pids(title: str) -> list[int]:
-    """PIDs of Ray worker processes whose title starts with ``ray::<title>`` (an actor class),
-    for tests that kill one to check recovery."""
-    import psutil
-
-    pids = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if " ".join(proc.info["cmdline"] or []).startswith(f"ray::{title}"):
-            pids.append(proc.pid)
-    return pids
 
 
 def free_port() -> int:

@@ -118,3 +118,47 @@ def test_gradient_accumulation_equals_the_large_batch():
     accumulated, _, _ = _run(2, batches=halves, accumulate=2, augment=False)
     # two half batches accumulated make the same optimiser steps as one whole batch
     assert torch.allclose(full.layer.weight, accumulated.layer.weight, atol=1e-5)
+
+
+def test_resume_from_a_file_that_is_not_a_training_state_says_so(tmp_path):
+    from surveyproc.errors import CheckpointNotFoundError
+    from surveyproc.train.distributed import load_state
+
+    snapshot = tmp_path / "checkpoint_manager_snapshot.json"  # what Ray Train keeps beside them
+    snapshot.write_text("{}")
+    with pytest.raises(CheckpointNotFoundError, match="is not a training checkpoint"):
+        load_state(str(snapshot))
+    with pytest.raises(CheckpointNotFoundError, match="no training checkpoint"):
+        load_state(str(tmp_path / "missing"))
+
+
+def test_interleaved_streams_take_turns_and_cycle():
+    from surveyproc.train.loop import interleaved
+
+    def stream(name: str, n: int):
+        return lambda epoch: [(name, epoch, i) for i in range(n)]
+
+    got = list(interleaved([stream("a", 3), stream("b", 1)], 0, 3))
+    # b runs out after one batch and starts again with another shuffle (epoch + 1000)
+    assert got == [("a", 0, 0), ("b", 0, 0), ("a", 0, 1), ("b", 1000, 0), ("a", 0, 2),
+                   ("b", 2000, 0)]
+    with pytest.raises(RuntimeError, match="no training galaxies"):
+        list(interleaved([stream("a", 0)], 0, 1))
+
+
+def test_a_restart_takes_the_newest_complete_state_in_the_runs_storage(tmp_path):
+    from surveyproc.train.distributed import STATE_FILE, latest_state
+
+    assert latest_state(str(tmp_path / "run"), None) is None  # nothing written yet: fresh
+    _, _, states = _run(2)
+    for stamp, state in zip(("2026-01-01_00-00-01", "2026-01-01_00-00-02"), states,
+                            strict=True):
+        directory = tmp_path / "run" / f"checkpoint_{stamp}"
+        directory.mkdir(parents=True)
+        torch.save(state.to_dict(), directory / STATE_FILE)
+    assert latest_state(str(tmp_path / "run"), None).epoch == 1
+    cut = tmp_path / "run" / "checkpoint_2026-01-01_00-00-03"  # cut short by the failure
+    cut.mkdir()
+    (cut / STATE_FILE).write_bytes((tmp_path / "run" / "checkpoint_2026-01-01_00-00-02" /
+                                    STATE_FILE).read_bytes()[:100])
+    assert latest_state(str(tmp_path / "run"), None).epoch == 1

@@ -1,0 +1,134 @@
+"""Benchmark helpers: the repository root on sys.path (so benchmarks can use the test
+servers), a peak-memory sampler, the machine's description, the raw-results file every
+benchmark writes (``docs/results/<name>.json``, from which ``benchmarks/report.py``
+builds ``docs/results.md``) and the median-and-spread summary of interleaved repeats."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import moto_server  # noqa: E402
+
+__all__ = ["RESULTS", "ROOT", "PeakMemory", "describe", "machine", "moto_server", "publish",
+           "ratio_text", "save_results", "spread"]
+
+RESULTS = ROOT / "docs" / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What a figure was measured on: CPU count, memory, GPU and library versions."""
+    import psutil
+    import torch
+
+    versions = {}
+    for name in ("torch", "ray", "dask", "zarr", "pyarrow", "s3fs", "numpy"):
+        with contextlib.suppress(ImportError):
+            versions[name] = __import__(name).__version__
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "arch": platform.machine(), "gpu": gpu, "python": platform.python_version(),
+            "versions": versions}
+
+
+def describe(m: dict[str, Any]) -> str:
+    """One line naming the machine of a results file."""
+    v = m["versions"]
+    libraries = ", ".join(f"{k} {v[k]}" for k in ("torch", "ray", "dask", "zarr") if k in v)
+    gpu = m["gpu"] or "no GPU"
+    return (f"Machine: {m['cpus']} CPUs ({m['arch']}), {m['memory_gib']} GiB, {gpu}; "
+            f"Python {m['python']}, {libraries}.")
+
+
+def save_results(name: str, args: Any, results: dict[str, Any], *, seconds: float,
+                 out: str | None = None) -> Path:
+    """Write a benchmark's raw results, settings and machine as JSON (default
+    ``docs/results/<name>.json``) and return the path."""
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": name,
+              "command": " ".join(["python", f"benchmarks/{name}.py", *sys.argv[1:]]),
+              "date": datetime.date.today().isoformat(), "minutes": round(seconds / 60, 1),
+              "machine": machine(), "args": vars(args), "results": results}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"raw results: {path}")
+    return path
+
+
+def publish(name: str, args: Any, results: dict[str, Any], render: Any, *,
+            started: float) -> Path:
+    """Print a benchmark's section of ``docs/results.md`` and save its raw results."""
+    print()
+    print(render({"args": vars(args), "machine": machine(), "results": results}))
+    return save_results(name, args, results, seconds=time.perf_counter() - started,
+                        out=getattr(args, "out", None))
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, minimum and maximum of repeated measurements (how ratios are quoted).
+
+    Examples
+    --------
+    >>> spread([0.9, 1.1, 1.0])
+    {'median': 1.0, 'min': 0.9, 'max': 1.1, 'n': 3}
+    """
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+def ratio_text(s: dict[str, float]) -> str:
+    """A ratio as quoted in the results: median (min-max).
+
+    >>> ratio_text({"median": 1.0, "min": 0.9, "max": 1.1, "n": 3})
+    '1.00 (0.90-1.10)'
+    """
+    return f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
+
+
+class PeakMemory:
+    """Peak resident memory, sampled every ``interval`` s inside a ``with`` block: of this
+    process (``driver``) and of the sum of its child processes (``children``: local Dask
+    workers, an embedded Ray's processes), in bytes.  For benchmarks."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval = interval
+        self.driver = 0
+        self.children = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a child that just exited
+                    total += child.memory_info().rss
+            self.children = max(self.children, total)
+            self.driver = max(self.driver, me.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
