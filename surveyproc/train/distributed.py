@@ -183,7 +183,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     fit(model, plan.task(), streams.batches, validation.epoch, fit_config, streams.steps,
         desc=f"{plan.section.name} (rank {rank})", on_epoch=on_epoch, start=start,
         origin=origin,
-        distribution=Distribution(main=rank == 0, exact_steps=True,
+        distribution=Distribution(main=rank == 0,
                                   accumulate=streams.accumulate,
                                   agree=agree if world > 1 else None,
                                   first_stream=streams.first_stream,

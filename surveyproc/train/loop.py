@@ -204,9 +204,8 @@ class TrainingState:
 class Distribution:
     """How a data-parallel worker takes part in :func:`fit` (defaults: one process).
 
-    ``main`` shows progress and reports; ``exact_steps`` makes every worker take
-    exactly ``steps_per_epoch`` optimiser steps (cycling through its shards when
-    they run out first), so no worker waits in a collective that others skip;
+    ``main`` shows progress and reports (every worker takes the same optimiser steps
+    because its batches come from :func:`interleaved`, which yields an exact count);
     ``agree(val_loss, metrics)`` returns the values every worker must act on
     (the main worker's, in distributed training) so early stopping agrees.
     ``first_stream`` numbers this worker's first data stream: micro-batch ``k``
@@ -217,7 +216,6 @@ class Distribution:
     """
 
     main: bool = True
-    exact_steps: bool = False
     accumulate: int = 1
     agree: Callable[[float, dict[str, float]], tuple[float, dict[str, float]]] | None = None
     first_stream: int = 0
@@ -243,11 +241,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     """The model itself when wrapped (DistributedDataParallel keeps it in ``.module``)."""
     inner = getattr(model, "module", model)
     return inner if isinstance(inner, nn.Module) else model
-
-
-def _steps(train_batches: Callable[[int], Batches], epoch: int, steps: int,
-           exact: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor, Any]]:
-    return interleaved([train_batches], epoch, steps) if exact else train_batches(epoch)
 
 
 def _augmentation(seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -311,9 +304,7 @@ def fit(
         with progress_bar(total=bar_total, desc=f"{desc} {epoch + 1}/{config.epochs}",
                           unit="step") as bar:
             optimizer.zero_grad(set_to_none=True)
-            for step, (x, y, _) in enumerate(_steps(train_batches, epoch,
-                                                    steps_per_epoch * accumulate,
-                                                    dist.exact_steps)):
+            for step, (x, y, _) in enumerate(train_batches(epoch)):
                 if config.augment:
                     x = dihedral(x, generators[step % accumulate])
                 x, y = _on_device(core, x, y)
