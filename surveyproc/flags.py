@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Flag", "describe"]
+__all__ = ["MEANINGS", "Flag", "describe"]
 
 
 class Flag(enum.IntFlag):
@@ -32,8 +32,24 @@ class Flag(enum.IntFlag):
     NAN_PIXELS = 4
     #: The source marked pixels bad (e.g. a FITS mask plane).
     BAD_PIXELS = 8
-    #: Inference judged the input out of the training distribution.
+    #: Inference judged the input out of the training distribution: its sky, noise or
+    #: central flux lies outside what the model was trained on (see
+    #: :mod:`surveyproc.models.domain`); its estimates are extrapolations.
     OUT_OF_DISTRIBUTION = 16
+    #: Detection found the source as compact as the PSF: probably a star, not a galaxy.
+    STAR_LIKE = 32
+
+
+#: One line per flag for people (the report's flag table, ``info``).
+MEANINGS = {
+    "OFF_EDGE": "part of the cutout lies outside the source image (NaN pixels there)",
+    "NO_DATA": "no pixel in at least one band: no estimate can be trusted",
+    "NAN_PIXELS": "NaN or infinite pixels not explained by an image edge",
+    "BAD_PIXELS": "pixels the source marked bad",
+    "OUT_OF_DISTRIBUTION": "sky, noise or central flux outside the model's training data: "
+                           "the estimates are extrapolations",
+    "STAR_LIKE": "as compact as the PSF at detection: probably a star, not a galaxy",
+}
 
 
 def describe(value: int) -> list[str]:

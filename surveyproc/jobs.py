@@ -167,6 +167,10 @@ class InferSection(_Section):
                             "from other models or another store, instead of refusing.")
     stop_after_shards: int | None = Field(None, ge=1, description="Stop after committing "
                                           "this many shards (a later run resumes).")
+    pixel_scale_tolerance: float = Field(0.02, ge=0.0, description="Largest relative "
+                                         "difference between the store's pixel scale and "
+                                         "the one a model was trained at; beyond it infer "
+                                         "refuses the store.")
 
 
 class TargetSettings(_Section):

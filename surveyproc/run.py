@@ -111,10 +111,14 @@ def _run_stages(job: JobSpec) -> RunResult:
     if inferred is not None:
         summary["catalog"] = {"url": inferred.catalog, "complete": inferred.complete,
                               "run_id": inferred.run_id, "objects_run": inferred.objects_run,
-                              "cutouts_per_s": round(inferred.cutouts_per_s, 1)}
+                              "cutouts_per_s": round(inferred.cutouts_per_s, 1),
+                              "out_of_distribution": inferred.out_of_distribution,
+                              "out_of_distribution_by": inferred.ood_reasons}
         state = "complete" if inferred.complete else "partial; run again to continue"
+        ood = (f"; {inferred.out_of_distribution:,} OUT_OF_DISTRIBUTION"
+               if inferred.out_of_distribution else "")
         artifacts["catalog"] = (f"{inferred.catalog} ({store.n_objects:,} objects, {state}; "
-                                f"{inferred.cutouts_per_s:,.0f} cutouts/s)")
+                                f"{inferred.cutouts_per_s:,.0f} cutouts/s{ood})")
     if report is not None:
         summary["report"] = report.report
         artifacts["report"] = report.report

@@ -67,6 +67,7 @@ def seeded_checkpoint(store: SurveyStore, kind: str, targets: list[str], *, seed
 
     from .kinds import get_kind
     from .models import Checkpoint, Normalization, TargetInfo
+    from .models.domain import TrainingDomain
 
     torch.manual_seed(seed)
     entry = get_kind(kind)
@@ -80,12 +81,15 @@ def seeded_checkpoint(store: SurveyStore, kind: str, targets: list[str], *, seed
                   else np.zeros(2))
         mean, std = float(np.nanmean(values)), float(np.nanstd(values) or 1.0)
         infos.append(TargetInfo(name, "", mean, std))
+    sample = store.read(0, min(store.n_objects, 512), labels=False, photometry=False).images
+    assert sample is not None
     return Checkpoint(kind=kind, config=full, bands=list(store.bands),
                       image_size=[store.layout.height, store.layout.width],
                       normalization=Normalization(tuple(0.05 for _ in store.bands)),
                       targets=infos, state_dict=model.state_dict(),
                       metrics={"val": {f"rmse_{t}": 0.1 for t in targets}},
-                      provenance={"seeded": seed})
+                      provenance={"seeded": seed},
+                      domain=TrainingDomain.fit(sample, store.bands, store.attrs).to_dict())
 
 
 LINE_LABELS = ("flux_nii", "flux_halpha", "flux_oiii", "flux_hbeta")
@@ -130,9 +134,19 @@ def label_store(url: str, n: int, *, seed: int = 0, chunk: int = 65_536,
     return open_store(url, storage_options)
 
 
+def _synthetic_flags(start: int, n: int, every: int | None) -> np.ndarray:
+    from .flags import Flag
+
+    rows = np.arange(start, start + n)
+    if not every:
+        return np.zeros(n, np.int32)
+    return np.where(rows % every == 0, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
+
+
 def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096,
                       n_features: int = 64, k: int = 4, pdf_scale: float | None = 1.0,
                       z_error: float = 0.02, n_bins: int = 180, seed: int = 0,
+                      ood_every: int | None = None,
                       storage_options: dict | None = None) -> None:
     """Write a catalog for ``store`` the way ``surveyproc infer`` would, without images.
 
@@ -144,7 +158,8 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
     a Gaussian redshift PDF centred on its estimate with width ``pdf_scale``
     times the true error: 1 is calibrated, < 1 over-confident, > 1
     under-confident.  Sparse activations: k of ``n_features`` features, the
-    first of which tracks metallicity.
+    first of which tracks metallicity.  With ``ood_every``, objects whose row is a
+    multiple of it carry the OUT_OF_DISTRIBUTION flag.
     """
     import pyarrow as pa
 
@@ -192,7 +207,7 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
         val[:, 0] = np.clip(np.nan_to_num(metallicity - 8.2, nan=0.5) * 4, 0.01, None)
         columns: dict = {
             "object_id": batch.object_id, "ra": batch.ra, "dec": batch.dec,
-            "flags": np.zeros(n, np.int32),
+            "flags": _synthetic_flags(shard.start, n, ood_every),
             "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), ["t"]),
             "model_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
                                                        [schema.model_id]),

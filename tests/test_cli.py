@@ -33,7 +33,8 @@ def test_synth_then_info_in_one_process(tmp_path, capsys):
     url = str(tmp_path / "s.zarr")
     assert main(["synth", url, "--n", "50", "--size", "16", "--bands", "g,r",
                  "--serial", "--chunk", "16"]) == 0
-    assert "wrote 50 synthetic galaxies (g, r; 16x16)" in capsys.readouterr().out
+    assert "wrote 50 synthetic galaxies (g, r; 16x16, 1.05 arcsec/pixel)" in \
+        capsys.readouterr().out
     assert main(["info", url]) == 0
     text = capsys.readouterr().out
     assert "objects     50" in text and "bands       g r" in text

@@ -37,8 +37,26 @@ log = logging.getLogger("surveyproc")
 
 #: Options of ``surveyproc synth`` taken from :class:`SynthConfig` (same defaults and ranges
 #: as a job file's ``store.synth``); the layout options are shared with ingest.
+def _band_values(text: str) -> dict[str, float]:
+    """``g=0.0074,r=0.0089`` -> ``{"g": 0.0074, "r": 0.0089}``."""
+    values = {}
+    for item in text.split(","):
+        band, sep, value = item.partition("=")
+        try:
+            values[band.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not band.strip():
+            msg = f"{text!r} must look like g=0.0074,r=0.0089"
+            raise argparse.ArgumentTypeError(msg) from None
+    return values
+
+
 _SYNTH_FIELDS: dict[str, Callable[[str], Any]] = {
-    "n": int, "size": int, "bands": bands, "seed": int, "pixel_scale": float, "z_max": float}
+    "n": int, "size": int, "bands": bands, "seed": int, "pixel_scale": float, "z_max": float,
+    "sky_noise": _band_values}
+#: What ``synth --like STORE`` copies from a real store, unless given on the command line.
+_LIKE_FIELDS = ("size", "bands", "pixel_scale", "sky_noise")
 
 
 def _synth_options(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +66,32 @@ def _synth_options(parser: argparse.ArgumentParser) -> None:
         field = SynthConfig.model_fields[name]
         default = field.default
         shown = ",".join(default) if isinstance(default, tuple) else default
-        parser.add_argument(f"--{name.replace('_', '-')}", type=parse, default=default,
+        parser.add_argument(f"--{name.replace('_', '-')}", type=parse, default=None,
                             help=f"{(field.description or '').rstrip('.')} ({shown})")
+    parser.add_argument("--like", metavar="STORE", default=None,
+                        help="take bands, cutout size, pixel scale and sky noise from this "
+                             "(ingested) store, so a model trained on the synthetic survey "
+                             "fits it; options given explicitly win")
+
+
+def _synth_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The synth options given, completed from ``--like STORE`` where asked."""
+    values = {name: getattr(args, name) for name in _SYNTH_FIELDS
+              if getattr(args, name) is not None}
+    if args.like:
+        from ..store import open_store
+
+        like = open_store(args.like, storage_options(args.storage_option))
+        noise = (like.attrs.get("calibration") or {}).get("noise") or {}
+        found = {"size": like.layout.height, "bands": tuple(like.bands),
+                 "pixel_scale": float(like.attrs["pixel_scale"]),
+                 "sky_noise": noise if noise and all(v for v in noise.values()) else None}
+        for name in _LIKE_FIELDS:
+            if name not in values and found[name] is not None:
+                values[name] = found[name]
+        log.info("synth like %s: %s", like.url,
+                 ", ".join(f"{k}={values.get(k)}" for k in _LIKE_FIELDS))
+    return values
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -57,11 +99,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from ..store.synth import synthesize
     from ..store.synth.settings import synth_config
 
-    config = synth_config(**{name: getattr(args, name) for name in _SYNTH_FIELDS})
+    config = synth_config(**_synth_values(args))
     with ray_runtime(args.ray_address, num_cpus=args.num_cpus):
         store = synthesize(args.url, config, **layout_kwargs(args))
     print(f"wrote {store.n_objects:,} synthetic galaxies ({', '.join(store.bands)}; "
-          f"{args.size}x{args.size}) to {store.url}")
+          f"{config.size}x{config.size}, {config.arcsec_per_pixel:.4g} arcsec/pixel) to "
+          f"{store.url}")
     return 0
 
 
@@ -158,10 +201,21 @@ def format_infer(result) -> str:
     state = ("complete" if result.complete
              else f"partial: {result.shards_run + result.shards_skipped} of {result.n_shards} "
                   "shards committed; run again to continue")
-    return (f"catalog: {result.catalog} ({state})\n"
+    text = (f"catalog: {result.catalog} ({state})\n"
             f"    this run: {result.objects_run:,} objects in {result.shards_run} shards, "
             f"{result.shards_skipped} shards already committed; "
             f"{result.cutouts_per_s:,.0f} cutouts/s over {result.seconds:.1f} s")
+    return text + ("\n" + ood_warning(result) if result.out_of_distribution else "")
+
+
+def ood_warning(result) -> str:
+    """One line saying how many objects lie outside the training domain, and where."""
+    share = result.out_of_distribution / max(result.objects_run, 1)
+    top = sorted(result.ood_reasons.items(), key=lambda item: -item[1])[:3]
+    where = ", ".join(f"{reason} ({count:,})" for reason, count in top)
+    return (f"warning: {result.out_of_distribution:,} of {result.objects_run:,} objects "
+            f"({share:.1%}) lie outside the models' training distribution and are flagged "
+            f"OUT_OF_DISTRIBUTION (outside in: {where})")
 
 
 # -- parser -----------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def _cmd_cutouts(args: argparse.Namespace) -> int:
         report = ingest_cutouts(
             args.url, args.catalog, args.dir, bands=args.bands, pattern=args.pattern,
             columns=_columns(args), size=args.size, pixel_scale=args.pixel_scale,
-            zero_point=args.zero_point, flux_unit=args.flux_unit, survey=args.survey,
+            zero_point=args.zero_point, sky_subtracted=args.sky_subtracted,
+            psf_fwhm=args.psf_fwhm, survey=args.survey,
             input_storage_options=storage_options(args.input_option), **layout_kwargs(args))
     _print_report(report, args.url)
     return 0
@@ -97,12 +98,18 @@ def _cmd_images(args: argparse.Namespace) -> int:
             raise InvalidParameterError(msg)
         url, hdu = images[band]
         catalog = detect_positions(url, hdu=hdu, nsigma=args.detect_nsigma,
-                                   npixels=args.detect_npixels, storage_options=inputs)
-        print(f"detected    {len(catalog)} sources in the {band} image")
+                                   npixels=args.detect_npixels, band=band,
+                                   storage_options=inputs)
+        psf = catalog.table.meta.get("psf_fwhm_arcsec")
+        stars = int((catalog.flags != 0).sum()) if catalog.flags is not None else 0
+        print(f"detected    {len(catalog)} sources in the {band} image"
+              + (f" (PSF FWHM {psf:.2f} arcsec; {stars} star-like)" if psf else ""))
     with ray_runtime(args.ray_address, num_cpus=args.num_cpus):
         report = ingest_images(args.url, images, catalog, size=args.size,
-                               zero_point=args.zero_point, flux_unit=args.flux_unit,
-                               survey=args.survey, input_storage_options=inputs,
+                               zero_point=args.zero_point,
+                               sky_subtracted=args.sky_subtracted,
+                               psf_fwhm=args.psf_fwhm, survey=args.survey,
+                               input_storage_options=inputs,
                                **layout_kwargs(args))
     _print_report(report, args.url)
     return 0
@@ -157,8 +164,15 @@ def add_ingest_commands(commands: argparse._SubParsersAction) -> None:
 
 def _add_shared(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zero-point", type=float, default=None,
-                        help="AB zero point of the pixels (default: from the FITS header)")
-    parser.add_argument("--flux-unit", default=None, help="pixel unit (default: BUNIT)")
+                        help="AB zero point of the input pixels (default: MAGZERO-like header "
+                             "keyword, or 22.5 for BUNIT=nanomaggy); the store holds "
+                             "nanomaggies")
+    parser.add_argument("--sky-subtracted", action="store_true",
+                        help="the inputs are sky-subtracted already (default: subtract each "
+                             "cutout's local sky)")
+    parser.add_argument("--psf-fwhm", type=float, default=None, metavar="ARCSEC",
+                        help="PSF FWHM (default: PSF_FWHM/SEEING header keyword, or measured "
+                             "on the detected stars)")
     parser.add_argument("--survey", default="ingested", help="survey name for the store")
     add_storage_option(parser)
     add_layout_options(parser)

@@ -65,6 +65,7 @@ class InferPlan:
     schema: CatalogSchema
     checkpoints: list[tuple[str, bytes]]
     catalog: str
+    warnings: list[str] = field(default_factory=list)  # store vs training-domain differences
 
 
 @dataclass
@@ -82,6 +83,9 @@ class InferResult:
     complete: bool
     metrics_url: str | None = None
     retries: int = 0  # shards handed out again after their actor died or failed
+    #: objects flagged OUT_OF_DISTRIBUTION by this run, and outside which (number, band)
+    out_of_distribution: int = 0
+    ood_reasons: dict[str, int] = field(default_factory=dict)
     peak_actor_rss_mb: float = 0.0
     #: One summary per shard run (index, rows, node, seconds, memory); the per-batch
     #: latencies go to the metrics only, so a million-shard run keeps little here.
@@ -100,13 +104,15 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
     InvalidParameterError
         The job names no models.
     CheckpointNotFoundError, CheckpointMismatchError
-        A checkpoint is missing or does not fit the store.
+        A checkpoint is missing or does not fit the store (bands, cutout size, flux
+        unit, sky, pixel scale: see :meth:`Checkpoint.check_domain`).
     """
     names = job.infer.models or [m.name for m in job.models]
     if not names:
         msg = f"job {job.name} names no models to run (add a 'models' section)"
         raise InvalidParameterError(msg)
     loaded: list[tuple[str, Checkpoint, bytes]] = []
+    warnings: list[str] = []
     for name in names:
         url = job.outputs.checkpoint(name)
         try:
@@ -118,6 +124,10 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
         checkpoint = Checkpoint.from_bytes(data, f"checkpoint {redact(url)}")
         checkpoint.check_store(store.bands, (store.layout.height, store.layout.width),
                                f"store {store.url}")
+        for warning in checkpoint.check_domain(store.attrs, f"store {store.url}",
+                                               job.infer.pixel_scale_tolerance):
+            if warning not in warnings:
+                warnings.append(warning)
         loaded.append((name, checkpoint, data))
     columns = [model_columns(name, c) for name, c, _ in loaded]
     if sum(c.k is not None for c in columns) > 1:  # several sparse models: name their columns
@@ -134,8 +144,10 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
              "shards": {"count": len(shards), "objects_per_shard": per_shard,
                         "edges": [s.start for s in shards[:1]] + [s.stop for s in shards][-1:]}}
     schema = CatalogSchema(columns, extra)
+    for warning in warnings:
+        log.warning("%s", warning)
     return InferPlan(store, shards, schema, [(name, data) for name, _, data in loaded],
-                     job.outputs.catalog)
+                     job.outputs.catalog, warnings)
 
 
 def _threads(job: JobSpec) -> int:
@@ -203,6 +215,9 @@ def run_inference(job: JobSpec, store: SurveyStore, plan: InferPlan | None = Non
             result.shards_run += 1
             result.objects_run += report.rows
             result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report.peak_rss_mb)
+            result.out_of_distribution += report.out_of_distribution
+            for reason, count in report.ood_reasons.items():
+                result.ood_reasons[reason] = result.ood_reasons.get(reason, 0) + count
             result.reports.append(report.summary())
             bar.update(report.rows)
             elapsed = time.perf_counter() - started

@@ -22,8 +22,10 @@ import pyarrow as pa
 
 from ..catalog.schema import CatalogSchema, list_column
 from ..catalog.writer import CatalogWriter
+from ..flags import Flag
 from ..kinds import load_plugins
 from ..models.checkpoint import Checkpoint
+from ..models.domain import TrainingDomain
 from ..store import open_store
 from ..store.shards import Shard
 from .estimate import Estimator, nonfinite_rows, pixel_flags
@@ -40,6 +42,8 @@ class ShardReport:
     bytes_read: int
     batches: int
     failed_objects: int
+    out_of_distribution: int = 0  # objects flagged OUT_OF_DISTRIBUTION
+    ood_reasons: dict[str, int] = field(default_factory=dict)  # "(number) (band)" -> objects
     read_seconds: list[float] = field(default_factory=list)  # per batch, waiting on reads
     model_seconds: list[float] = field(default_factory=list)  # per batch
     write_seconds: float = 0.0
@@ -76,8 +80,15 @@ class ShardProcessor:
         self.store = open_store(store_url, store_options, check_ids=False)
         self.schema = CatalogSchema.from_description(schema)
         by_name = {m.name: m for m in self.schema.models}
-        self.estimator = Estimator([(by_name[name], Checkpoint.from_bytes(data, name))
-                                    for name, data in checkpoints], device)
+        loaded = [(by_name[name], Checkpoint.from_bytes(data, name))
+                  for name, data in checkpoints]
+        self.estimator = Estimator(loaded, device)
+        domains: dict[str, TrainingDomain] = {}  # models trained on one sample: check once
+        for _, checkpoint in loaded:
+            domain = checkpoint.training_domain
+            if domain is not None:
+                domains[repr(checkpoint.domain)] = domain
+        self.domains = list(domains.values())
         lay = self.store.layout
         self.estimator.warm_up(len(lay.bands), lay.height, lay.width)
         self.arrow_schema = self.schema.arrow()
@@ -131,6 +142,7 @@ class ShardProcessor:
                                                  "flags": []}
         estimates: dict[str, list[np.ndarray]] = {}
         flag_parts: list[np.ndarray] = []
+        ood_parts: list[np.ndarray] = []
         for images, chunk_identity in self._model_batches(shard, report):
             if chunk_identity is not None:
                 for name, values in chunk_identity.items():
@@ -141,12 +153,17 @@ class ShardProcessor:
             for name, values in self.estimator(images).items():
                 estimates.setdefault(name, []).append(values)
             flag_parts.append(nonfinite_rows(images))
+            ood_parts.append(self._outside(images, report))
             report.model_seconds.append(time.perf_counter() - t0)
             report.batches += 1
         store_flags = np.concatenate(identity["flags"]).astype(np.int32)
         nonfinite = np.concatenate(flag_parts) if flag_parts else np.zeros(0, dtype=bool)
         flags = pixel_flags(nonfinite, store_flags)
         report.failed_objects = int(((flags ^ store_flags) != 0).sum())
+        if ood_parts:
+            ood = np.concatenate(ood_parts)
+            flags |= np.where(ood, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
+            report.out_of_distribution = int(ood.sum())
         table = self._table(identity, flags, estimates)
         t0 = time.perf_counter()
         self.writer.commit(shard, table, self.run_id)
@@ -156,6 +173,16 @@ class ShardProcessor:
         report.cpu_seconds = _cpu_seconds() - cpu0
         report.peak_rss_mb = _peak_rss_mb()
         return report
+
+    def _outside(self, images: np.ndarray, report: ShardReport) -> np.ndarray:
+        """Objects of a batch outside any model's training domain; reasons go to ``report``."""
+        outside = np.zeros(len(images), dtype=bool)
+        for domain in self.domains:
+            mask, reasons = domain.outside(images)
+            outside |= mask
+            for reason, count in reasons.items():
+                report.ood_reasons[reason] = report.ood_reasons.get(reason, 0) + count
+        return outside
 
     def _table(self, identity: dict[str, list[np.ndarray]], flags: np.ndarray,
                estimates: dict[str, list[np.ndarray]]) -> pa.Table:

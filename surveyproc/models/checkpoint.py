@@ -3,8 +3,9 @@
 A checkpoint carries the model kind and config (from which the kind, see
 :func:`surveyproc.kinds.build_network`, rebuilds the architecture),
 the band order and cutout size it was trained on, the input normalisation,
-the targets with their units and standardisation, training provenance and
-metrics, and optionally the optimiser state for resuming.  It is one
+the targets with their units and standardisation, the training domain
+(:mod:`.domain`: flux unit, pixel scale, noise and flux ranges), training
+provenance and metrics, and optionally the optimiser state for resuming.  It is one
 ``torch.save`` file read back with ``torch.load(weights_only=True)``: no code
 is unpickled.  ``model_id`` is a SHA-256 of the architecture, preprocessing,
 targets and weights, so the catalog can say exactly which model made a row.
@@ -22,6 +23,7 @@ import torch
 
 from ..errors import CheckpointMismatchError, CheckpointNotFoundError
 from ..fs import read_bytes, redact, write_bytes_atomic
+from .domain import TrainingDomain
 from .preprocess import Normalization
 
 __all__ = ["Checkpoint", "TargetInfo", "load_checkpoint", "save_checkpoint"]
@@ -54,6 +56,12 @@ class Checkpoint:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] | None = None
+    #: :class:`TrainingDomain` as a dict; None in checkpoints trained before it existed
+    domain: dict[str, Any] | None = None
+
+    @property
+    def training_domain(self) -> TrainingDomain | None:
+        return None if self.domain is None else TrainingDomain.from_dict(self.domain)
 
     def _identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "config": self.config, "bands": self.bands,
@@ -85,9 +93,21 @@ class Checkpoint:
                    f"{image_size[0]}x{image_size[1]}")
             raise CheckpointMismatchError(msg)
 
+    def check_domain(self, attrs: dict[str, Any], where: str,
+                     pixel_scale_tolerance: float) -> list[str]:
+        """Refuse a store outside the training domain (unit, sky, pixel scale); return
+        warnings for lesser differences (see :meth:`TrainingDomain.check_store`)."""
+        domain = self.training_domain
+        if domain is None:
+            return [f"model {self.model_id} records no training domain (trained by an older "
+                    "surveyproc); units, pixel scale and out-of-distribution inputs are not "
+                    "checked"]
+        return domain.check_store(attrs, where, self.model_id, pixel_scale_tolerance)
+
     def to_bytes(self) -> bytes:
         meta = {**self._identity(), "format": FORMAT, "version": VERSION,
-                "provenance": self.provenance, "metrics": self.metrics, "model_id": self.model_id}
+                "provenance": self.provenance, "metrics": self.metrics, "domain": self.domain,
+                "model_id": self.model_id}
         buffer = io.BytesIO()
         torch.save({"meta": json.dumps(meta), "state_dict": self.state_dict,
                     "training_state": self.training_state}, buffer)
@@ -112,6 +132,7 @@ class Checkpoint:
             targets=[TargetInfo(**t) for t in meta["targets"]],
             state_dict=payload["state_dict"], provenance=meta["provenance"],
             metrics=meta["metrics"], training_state=payload.get("training_state"),
+            domain=meta.get("domain"),
         )
 
 

@@ -26,6 +26,7 @@ from ..catalog.columns import pdf_column, stat_column
 from ..catalog.reader import CommittedParts, catalog_schema, committed_parts
 from ..catalog.schema import CatalogSchema, ModelColumns
 from ..errors import CatalogMismatchError, InvalidParameterError
+from ..flags import Flag
 from ..jobs import TargetSettings
 from ..kinds import KindAggregator, get_kind, load_plugins
 from ..models.grid import Grid
@@ -120,7 +121,7 @@ class AggregateSpec:
         return out
 
     def catalog_columns(self) -> list[str]:
-        columns = [self.point_column(t) for t in self.point_targets]
+        columns = ["flags", *(self.point_column(t) for t in self.point_targets)]
         columns += [pdf_column(t) for t in self.pdf_grids]
         for model in self.sparse:
             columns += [model.act_idx, model.act_val]
@@ -159,13 +160,15 @@ class Partial:
     calibration: dict[str, CalibrationSums] = field(default_factory=dict)
     kinds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     rows: int = 0
+    #: objects with each bit of :class:`~surveyproc.flags.Flag` set, in the enum's order
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(len(Flag), dtype=np.int64))
 
     def __add__(self, other: Partial) -> Partial:
         return Partial({k: v + other.features[k] for k, v in self.features.items()},
                        {k: v + other.calibration[k] for k, v in self.calibration.items()},
                        {m: {k: v + other.kinds[m][k] for k, v in sums.items()}
                         for m, sums in self.kinds.items()},
-                       self.rows + other.rows)
+                       self.rows + other.rows, self.flags + other.flags)
 
 
 def _groups(spec: AggregateSpec, target: str, grid: Grid,
@@ -214,6 +217,8 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
         with np.errstate(divide="ignore", invalid="ignore"):
             mag = np.where(flux > 0, spec.zero_point - 2.5 * np.log10(flux), np.nan)
     result = Partial(rows=n)
+    flags = frame["flags"].to_numpy(dtype=np.int64)
+    result.flags = np.array([np.count_nonzero(flags & flag) for flag in Flag], dtype=np.int64)
     bpt = None
     if spec.bpt:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -264,6 +269,7 @@ class Aggregates:
     spec: AggregateSpec
     kinds: dict[str, Any] = field(default_factory=dict)  # kind aggregators' results by model
     parts: CommittedParts | None = None  # which shards were read
+    flags: dict[str, int] = field(default_factory=dict)  # objects per quality flag set
 
 
 def aggregate_catalog(catalog_url: str, store: SurveyStore,
@@ -309,5 +315,7 @@ def aggregate_catalog(catalog_url: str, store: SurveyStore,
                    for target, sums in total.calibration.items()}
     pit_hist = {target: sums.pit_hist[0] for target, sums in total.calibration.items()
                 if sums.has_pdf}
+    flags = {str(flag.name): int(count) for flag, count in zip(Flag, total.flags, strict=True)
+             if count}
     return Aggregates(total.rows, time.perf_counter() - started, features, calibration,
-                      pit_hist, spec, kinds, parts)
+                      pit_hist, spec, kinds, parts, flags)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..catalog.schema import ModelColumns
 from ..errors import InvalidParameterError
+from ..flags import MEANINGS
 from ..kinds import ReportContext, get_kind
 from ..models.checkpoint import Checkpoint
 from ..store import SurveyStore
@@ -107,6 +108,7 @@ def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
                   "shards</b> (the catalog is unfinished; these statistics cover its "
                   "committed shards only)</p>")
         summary["partial"] = {"shards": len(parts.urls), "of": parts.n_shards}
+    body.append(_flags_section(aggregates, summary))
     for model in aggregates.spec.models:
         stats = aggregates.features.get(model.name)
         if stats is not None:
@@ -122,6 +124,26 @@ def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
     path = out_dir / "index.html"
     path.write_text(page)
     return path
+
+
+def _flags_section(aggregates: Aggregates, summary: dict[str, Any]) -> str:
+    """How many objects carry each quality flag; out-of-distribution objects called out."""
+    summary["flags"] = dict(aggregates.flags)
+    rows = max(aggregates.rows, 1)
+    parts = ["<h2>Quality flags</h2>"]
+    ood = aggregates.flags.get("OUT_OF_DISTRIBUTION", 0)
+    if ood:
+        parts.append(f'<p class="warning"><b>{ood:,} objects ({ood / rows:.1%}) lie outside '
+                     "the models' training distribution</b> (flag OUT_OF_DISTRIBUTION): their "
+                     "estimates are extrapolations; the statistics below include them.</p>")
+    if not aggregates.flags:
+        parts.append("<p>No object carries a quality flag.</p>")
+        return "\n".join(parts)
+    table = pd.DataFrame([{"flag": name, "objects": count, "share": f"{count / rows:.2%}",
+                           "meaning": MEANINGS.get(name, "")}
+                          for name, count in aggregates.flags.items()]).set_index("flag")
+    parts.append(_table(table))
+    return "\n".join(parts)
 
 
 def _kind_section(model: ModelColumns, aggregates: Aggregates, checkpoint: Checkpoint | None,

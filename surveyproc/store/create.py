@@ -189,8 +189,9 @@ class StoreWriter:
             self.write_images(batch.start, batch.images)
         self.add_columns(batch)
 
-    def finalize(self, **provenance: Any) -> None:
-        """Check every object's columns arrived, then mark the store complete.
+    def finalize(self, *, attributes: dict[str, Any] | None = None, **provenance: Any) -> None:
+        """Check every object's columns arrived, then mark the store complete (adding
+        ``attributes`` learnt while writing, such as ingest's calibration, and ``provenance``).
 
         Raises
         ------
@@ -207,7 +208,7 @@ class StoreWriter:
         attrs = self.group.attrs
         before = attrs.asdict().get("provenance")
         merged = {**(before if isinstance(before, dict) else {}), **provenance}
-        attrs.update({"provenance": merged, "complete": True})
+        attrs.update({**(attributes or {}), "provenance": merged, "complete": True})
 
 
 def _rows(batch: CutoutBatch, start: int, stop: int) -> CutoutBatch:

@@ -54,6 +54,7 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
         "pixel_scale": attrs["pixel_scale"],
         "flux_unit": attrs["flux_unit"],
         "zero_points": attrs["zero_points"],
+        "calibration": attrs.get("calibration"),
         "chunk_objects": lay.chunk_objects,
         "n_chunks": -(-lay.n_objects // lay.chunk_objects),
         "shard_objects": lay.write_unit if lay.sharded else None,
@@ -92,6 +93,30 @@ def _table(rows: dict[str, dict[str, Any]], unit: bool) -> list[str]:
     return lines
 
 
+def _per_band(values: dict[str, Any], fmt: str) -> str:
+    return " ".join(f"{band}={'?' if v is None else format(v, fmt)}"
+                    for band, v in values.items())
+
+
+def _calibration_lines(calibration: dict[str, Any] | None, flux_unit: str) -> list[str]:
+    if not calibration:
+        return ["calibration unknown (no calibration record: sky level, noise and PSF were "
+                "not measured)"]
+    state = "sky subtracted" if calibration.get("sky_subtracted") else "sky NOT subtracted"
+    lines = [f"calibration {state} ({calibration.get('sky_method', '?')}); input "
+             f"{calibration.get('input_unit', '?')} at zero points "
+             f"{_per_band(calibration.get('input_zero_points', {}), 'g')}"]
+    if calibration.get("noise"):
+        lines.append(f"noise       {_per_band(calibration['noise'], '.3g')} {flux_unit} per "
+                     "pixel (median)")
+    if calibration.get("sky_before_subtraction"):
+        lines.append(f"sky         {_per_band(calibration['sky_before_subtraction'], '.3g')} "
+                     f"{flux_unit} per pixel before subtraction (median)")
+    if calibration.get("psf_fwhm"):
+        lines.append(f"psf fwhm    {_per_band(calibration['psf_fwhm'], '.3g')} arcsec")
+    return lines
+
+
 def format_description(d: dict[str, Any]) -> str:
     """Human-readable text of :func:`describe_store`'s result."""
     n, b, h, w = d["image_shape"]
@@ -106,6 +131,7 @@ def format_description(d: dict[str, Any]) -> str:
         f"objects     {d['n_objects']:,}",
         f"bands       {' '.join(d['bands'])}  (zero points {zp}; {d['flux_unit']}; "
         f"{d['pixel_scale']:.4g} arcsec/pixel)",
+        *_calibration_lines(d.get("calibration"), d["flux_unit"]),
         f"images      {n} x {b} x {h} x {w} {d['dtype']}, {_bytes(d['uncompressed_bytes'])} "
         f"raw, {_bytes(stored)} stored{ratio}",
         f"chunking    {d['chunk_objects']} objects per chunk ({d['n_chunks']} chunks){shard}, "

@@ -87,6 +87,10 @@ class StoreSpec:
     survey, pixel_scale, flux_unit, zero_points, label_units
         Group attributes: survey name, arcsec per pixel, pixel unit, AB zero
         point per band (default 22.5, i.e. nanomaggies), unit of each label.
+    calibration
+        How the pixels were calibrated (``sky_subtracted``, per-band ``noise``
+        and ``psf_fwhm``, the input's zero points); ingest fills it in when it
+        finishes, the synthetic survey at creation.
     """
 
     n_objects: int
@@ -104,6 +108,7 @@ class StoreSpec:
     flux_unit: str = "nanomaggy"
     zero_points: dict[str, float] = field(default_factory=dict)
     label_units: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", tuple(self.bands))
@@ -156,7 +161,7 @@ class StoreSpec:
 
     def attributes(self, provenance: dict[str, Any]) -> dict[str, Any]:
         """Group attributes for a store laid out from this spec."""
-        return {
+        attributes = {
             "format_version": FORMAT_VERSION,
             "survey": self.survey,
             "bands": list(self.bands),
@@ -167,6 +172,9 @@ class StoreSpec:
             "provenance": provenance,
             "complete": False,
         }
+        if self.calibration is not None:
+            attributes["calibration"] = self.calibration
+        return attributes
 
 
 def compressors(name: str) -> tuple[Any, ...] | None:

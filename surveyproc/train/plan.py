@@ -33,6 +33,7 @@ from ..models import (
     resolve_targets,
     save_checkpoint,
 )
+from ..models.domain import TrainingDomain
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
 from .data import StoreBatches, target_statistics
@@ -93,12 +94,13 @@ def fingerprint(section: ModelSettings, train: TrainSection, store: SurveyStore)
 
 def up_to_date(section: ModelSettings, url: str, storage_options: dict[str, Any] | None,
                expected: str) -> TrainedModel | None:
-    """The existing checkpoint at ``url`` if its fingerprint is ``expected``; else None."""
+    """The existing checkpoint at ``url`` if its fingerprint is ``expected`` (and it records
+    its training domain, which older checkpoints lack); else None."""
     try:
         existing = load_checkpoint(url, storage_options)
     except CheckpointNotFoundError:
         return None
-    if existing.provenance.get("fingerprint") != expected:
+    if existing.provenance.get("fingerprint") != expected or existing.domain is None:
         return None
     log.info("model %s: checkpoint %s is up to date (model %s); not retraining",
              section.name, url, existing.model_id)
@@ -125,6 +127,7 @@ class TrainingPlan:
     shards: list[Shard]
     fingerprint: str
     plugins: list[str] = field(default_factory=list)
+    domain: dict[str, Any] | None = None  # TrainingDomain.to_dict() of the training sample
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -208,14 +211,15 @@ class TrainingPlan:
                            patience=t.patience, seed=t.seed, augment=t.augment)
 
 
-def _normalization(batches: StoreBatches) -> Normalization:
+def _input_sample(batches: StoreBatches) -> np.ndarray:
+    """Raw training cutouts to fit the input normalisation and the training domain on."""
     sample, held = [], 0
     for x_raw, _, _ in batches.raw_rows(epoch=0):
         sample.append(x_raw)
         held += len(x_raw)
         if held >= NORMALIZATION_SAMPLE:
             break
-    return Normalization.fit(np.concatenate(sample)[:NORMALIZATION_SAMPLE])
+    return np.concatenate(sample)[:NORMALIZATION_SAMPLE]
 
 
 def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSection,
@@ -234,7 +238,9 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
     plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization((1.0,)),
                         kind.network_config(section, len(store.bands)), store.plan_shards(),
                         fingerprint(section, train, store), list(plugins or []))
-    plan.normalization = _normalization(plan.stream("train", False))
+    sample = _input_sample(plan.stream("train", False))
+    plan.normalization = Normalization.fit(sample)
+    plan.domain = TrainingDomain.fit(sample, store.bands, store.attrs).to_dict()
     return plan
 
 
@@ -272,7 +278,7 @@ def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResul
         kind=plan.section.kind, config=plan.config, bands=list(plan.store.bands),
         image_size=[plan.store.layout.height, plan.store.layout.width],
         normalization=plan.normalization, targets=plan.infos,
-        state_dict=copy.deepcopy(model.state_dict()), metrics=metrics,
+        state_dict=copy.deepcopy(model.state_dict()), metrics=metrics, domain=plan.domain,
         provenance={"fingerprint": plan.fingerprint, "store": plan.store.url,
                     "name": plan.section.name, "train": train.model_dump(),
                     "training_galaxies": plan.usable, "seconds": round(seconds, 1),

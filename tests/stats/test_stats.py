@@ -29,7 +29,8 @@ PHOTO_Z = {"redshift": TargetSettings(relative_error=True, outliers=[0.15, 0.05]
 def small(tmp_path_factory, dask_session):
     root = tmp_path_factory.mktemp("stats")
     store = label_store(str(root / "labels.zarr"), N, chunk=500, seed=1)
-    synthetic_catalog(str(root / "cat"), store, rows_per_part=1000, n_features=F, k=K)
+    synthetic_catalog(str(root / "cat"), store, rows_per_part=1000, n_features=F, k=K,
+                      ood_every=10)
     table = read_catalog(str(root / "cat")).to_pandas()
     labels = pd.DataFrame({name: store.read_column(f"labels/{name}")
                            for name in store.label_names}).astype(np.float64)
@@ -237,6 +238,19 @@ def test_report_renders_in_a_headless_browser(small, tmp_path):
     assert check is not None
     assert check.images >= 6 and check.broken == [] and check.console == []
     assert (tmp_path / "shot.png").stat().st_size > 20_000
+
+
+def test_flags_are_counted_and_out_of_distribution_objects_called_out(small, tmp_path):
+    store, root, _, _, aggregates = small
+    assert aggregates.flags == {"OUT_OF_DISTRIBUTION": N // 10}
+    page = write_report(aggregates, store, tmp_path / "report", {}, str(root / "cat"), "test")
+    text = page.read_text()
+    assert f"{N // 10:,} objects (10.0%) lie outside the models' training distribution" in text
+    assert "extrapolations" in text
+    import json
+
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["flags"] == {
+        "OUT_OF_DISTRIBUTION": N // 10}
 
 
 def test_surveyproc_aggregate_on_an_unfinished_catalog_exits_2_unless_partial(small, tmp_path,

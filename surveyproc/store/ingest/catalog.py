@@ -71,6 +71,8 @@ class Catalog:
     photometry: dict[str, np.ndarray]
     table: Table
     skipped_columns: list[str] = field(default_factory=list)
+    #: flags known before the pixels are read (e.g. STAR_LIKE from detection), or None
+    flags: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -81,7 +83,8 @@ class Catalog:
         return Catalog(self.object_id[cut], self.ra[cut], self.dec[cut],
                        {k: v[cut] for k, v in self.labels.items()},
                        {k: v[cut] for k, v in self.photometry.items()},
-                       self.table[cut], self.skipped_columns)
+                       self.table[cut], self.skipped_columns,
+                       None if self.flags is None else self.flags[cut])
 
 
 def _read_table(url: str, storage_options: dict[str, Any] | None) -> Table:

@@ -5,7 +5,8 @@ as ``"{object_id}.fits"`` or ``"{object_id}_{band}.fits"`` (any catalog column,
 ``{row}`` and ``{band}`` may appear) names each object's file(s).  Files are
 read in parallel on Ray, one write unit per task.  A missing or unreadable
 file does not stop the run: the object is kept with NaN pixels and the
-``NO_DATA`` flag, and the report counts it with examples.
+``NO_DATA`` flag, and the report counts it with examples.  Pixels are
+calibrated to sky-subtracted nanomaggies (:mod:`.calibrate`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from ...flags import Flag
 from ...fs import join, normalize, redact
 from ..layout import StoreSpec
 from ._units import ingest_units
+from .calibrate import STORE_FLUX_UNIT, Calibration, resolve_zero_point
 from .catalog import Catalog, CatalogColumns, read_catalog
 from .fits_io import (
     CutoutFileError,
     fit_to_size,
+    header_psf_fwhm,
     header_zero_point,
     pixel_scale_arcsec,
     read_band_planes,
@@ -101,7 +104,8 @@ def ingest_cutouts(
     size: int | None = None,
     pixel_scale: float | None = None,
     zero_point: float | None = None,
-    flux_unit: str | None = None,
+    sky_subtracted: bool = False,
+    psf_fwhm: float | None = None,
     survey: str = "ingested",
     chunk_objects: int = 256,
     shard_chunks: int | None = None,
@@ -114,9 +118,11 @@ def ingest_cutouts(
 ) -> IngestReport:
     """Build a store at ``out_url`` from per-object FITS files listed in a catalog.
 
-    Size, pixel scale, zero point and flux unit default to what the first
-    readable file says (its shape, WCS, ``MAGZERO``-like keyword and
-    ``BUNIT``); a value that cannot be found must be given.
+    Size, pixel scale, zero point and PSF FWHM default to what the first
+    readable file says (its shape, WCS, ``MAGZERO``-like keyword or
+    ``BUNIT=nanomaggy``, ``PSF_FWHM``/``SEEING``); a size, scale or zero point
+    that cannot be found must be given.  The local sky of every cutout is
+    subtracted unless ``sky_subtracted``.
     """
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f}
@@ -136,24 +142,24 @@ def ingest_cutouts(
     if pixel_scale is None:
         msg = "the cutouts have no celestial WCS to read the pixel scale from; give --pixel-scale"
         raise IngestError(msg)
-    zero_point = zero_point if zero_point is not None else header_zero_point(header)
-    if zero_point is None:
-        msg = "the cutouts' headers give no zero point (MAGZERO, MAGZP, ...); give --zero-point"
-        raise IngestError(msg)
+    zero_point = resolve_zero_point(zero_point, header_zero_point(header), header.get("BUNIT"),
+                                    "the first cutout")
     spec = StoreSpec(
         n_objects=len(catalog), bands=bands, height=size, width=size,
         labels=tuple(catalog.labels), photometry=bool(catalog.photometry), dtype=dtype,
         chunk_objects=chunk_objects, shard_chunks=shard_chunks, compression=compression,
-        survey=survey, pixel_scale=pixel_scale,
-        flux_unit=flux_unit or header.get("BUNIT", "unknown"),
-        zero_points={b: zero_point for b in bands},
+        survey=survey, pixel_scale=pixel_scale, flux_unit=STORE_FLUX_UNIT,
     )
+    calibration = Calibration(bands, dict.fromkeys(bands, zero_point),
+                              subtract_sky=not sky_subtracted)
+    psf: dict[str, float | None] = dict.fromkeys(bands, psf_fwhm or header_psf_fwhm(header))
     provenance = {"generator": "surveyproc.store.ingest.cutouts", "catalog": redact(catalog_url),
                   "cutout_dir": redact(cutout_dir), "pattern": pattern,
                   "skipped_catalog_columns": catalog.skipped_columns}
     reader = functools.partial(_read_rows, cutout_dir, pattern, bands, size,
                                input_storage_options)
-    return ingest_units(out_url, spec, catalog, reader, provenance=provenance,
+    return ingest_units(out_url, spec, catalog, reader, calibration, psf_fwhm=psf,
+                        input_unit=str(header.get("BUNIT", "unknown")), provenance=provenance,
                         storage_options=storage_options, overwrite=overwrite,
                         parallel=parallel, desc="ingest cutouts")
 

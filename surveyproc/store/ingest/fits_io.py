@@ -18,11 +18,14 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from ...fs import is_local, normalize, resolve
 
-__all__ = ["CutoutFileError", "fit_to_size", "open_image", "pixel_scale_arcsec",
-           "read_band_planes"]
+__all__ = ["CutoutFileError", "fit_to_size", "header_psf_fwhm", "header_zero_point",
+           "open_image", "pixel_scale_arcsec", "read_band_planes"]
 
 #: Header keywords that may hold an AB zero point, in order of preference.
 ZERO_POINT_KEYS = ("MAGZERO", "MAGZP", "ZEROPT", "ZP", "PHOTZP")
+#: Header keywords that hold the PSF FWHM in arcsec (``FWHM`` is left out: pipelines
+#: disagree on whether it is in pixels or arcsec).
+PSF_FWHM_KEYS = ("PSF_FWHM", "PSFFWHM", "SEEING")
 
 
 class CutoutFileError(Exception):
@@ -49,11 +52,27 @@ def pixel_scale_arcsec(header: fits.Header) -> float | None:
     return float(np.mean(proj_plane_pixel_scales(wcs)) * 3600.0)
 
 
-def header_zero_point(header: fits.Header) -> float | None:
-    for key in ZERO_POINT_KEYS:
+def _first_number(header: fits.Header, keys: tuple[str, ...]) -> float | None:
+    for key in keys:
         if key in header:
-            return float(header[key])
+            try:
+                value = float(header[key])
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(value):
+                return value
     return None
+
+
+def header_zero_point(header: fits.Header) -> float | None:
+    """AB zero point from the first of :data:`ZERO_POINT_KEYS` present."""
+    return _first_number(header, ZERO_POINT_KEYS)
+
+
+def header_psf_fwhm(header: fits.Header) -> float | None:
+    """PSF FWHM in arcsec from the first of :data:`PSF_FWHM_KEYS` present (positive only)."""
+    value = _first_number(header, PSF_FWHM_KEYS)
+    return value if value is not None and value > 0 else None
 
 
 _OPEN: dict[tuple[str, int | str, str], tuple[fits.HDUList, Any, fits.Header, WCS | None]] = {}

@@ -2,7 +2,8 @@
 
 For each object and band, :class:`astropy.nddata.Cutout2D` cuts a square of
 ``size`` pixels centred on the object's RA/Dec through that band's own WCS
-(bands may have different pointings).  An object that falls partly off an
+(bands may have different pointings), and the pixels are calibrated to
+sky-subtracted nanomaggies (:mod:`.calibrate`).  An object that falls partly off an
 image is kept, its missing pixels NaN and its ``OFF_EDGE`` flag set; one with
 no overlap in a band gets ``NO_DATA``.  Nothing is dropped; the report counts
 both.  Images are memory-mapped (local) or read by section (remote), so each
@@ -23,8 +24,9 @@ from ...flags import Flag
 from ...fs import normalize, redact
 from ..layout import StoreSpec
 from ._units import ingest_units
+from .calibrate import STORE_FLUX_UNIT, Calibration, resolve_zero_point
 from .catalog import Catalog
-from .fits_io import header_zero_point, open_image, pixel_scale_arcsec
+from .fits_io import header_psf_fwhm, header_zero_point, open_image, pixel_scale_arcsec
 from .report import IngestReport
 
 __all__ = ["ingest_images"]
@@ -81,7 +83,8 @@ def ingest_images(
     *,
     size: int,
     zero_point: float | None = None,
-    flux_unit: str | None = None,
+    sky_subtracted: bool = False,
+    psf_fwhm: float | None = None,
     survey: str = "ingested",
     chunk_objects: int = 256,
     shard_chunks: int | None = None,
@@ -103,6 +106,14 @@ def ingest_images(
         :func:`~surveyproc.store.ingest.read_catalog` or :func:`detect_positions`.
     size
         Cutout side in pixels.
+    zero_point
+        AB zero point of the input pixels (default: each header's MAGZERO-like
+        keyword, or 22.5 where BUNIT says nanomaggies).
+    sky_subtracted
+        The images have had their sky removed already: measure it, do not subtract it.
+    psf_fwhm
+        PSF FWHM in arcsec for every band (default: each header's PSF_FWHM or
+        SEEING, else the detection's estimate for its band).
     """
     if size < 1:
         msg = f"cutout size must be positive, got {size}"
@@ -117,26 +128,26 @@ def ingest_images(
     if pixel_scale is None:  # _open checked for a celestial WCS; this is its scale
         msg = f"image for band {next(iter(headers))}: cannot read a pixel scale from its WCS"
         raise IngestError(msg)
-    zero_points = {}
-    for band, header in headers.items():
-        zp = zero_point if zero_point is not None else header_zero_point(header)
-        if zp is None:
-            msg = (f"image for band {band} gives no zero point (MAGZERO, MAGZP, ...) in its "
-                   "header; give --zero-point")
-            raise IngestError(msg)
-        zero_points[band] = zp
+    zero_points = {band: resolve_zero_point(zero_point, header_zero_point(header),
+                                            header.get("BUNIT"), f"image for band {band}")
+                   for band, header in headers.items()}
+    detected = catalog.table.meta.get("psf_fwhm_arcsec")
+    psf = {band: psf_fwhm or header_psf_fwhm(header) or
+           (detected if band == catalog.table.meta.get("detect_band") else None)
+           for band, header in headers.items()}
     spec = StoreSpec(
         n_objects=len(catalog), bands=tuple(resolved), height=size, width=size,
         labels=tuple(catalog.labels), photometry=bool(catalog.photometry), dtype=dtype,
         chunk_objects=chunk_objects, shard_chunks=shard_chunks, compression=compression,
-        survey=survey, pixel_scale=pixel_scale, zero_points=zero_points,
-        flux_unit=flux_unit or first.get("BUNIT", "unknown"),
+        survey=survey, pixel_scale=pixel_scale, flux_unit=STORE_FLUX_UNIT,
     )
+    calibration = Calibration(spec.bands, zero_points, subtract_sky=not sky_subtracted)
     provenance = {"generator": "surveyproc.store.ingest.images",
                   "images": {band: f"{redact(url)}[{hdu}]"
                              for band, (url, hdu) in resolved.items()},
                   "cutout": "astropy.nddata.Cutout2D mode=partial, nearest pixel grid"}
     reader = functools.partial(_cut_rows, resolved, size, input_storage_options)
-    return ingest_units(out_url, spec, catalog, reader, provenance=provenance,
+    return ingest_units(out_url, spec, catalog, reader, calibration, psf_fwhm=psf,
+                        input_unit=str(first.get("BUNIT", "unknown")), provenance=provenance,
                         storage_options=storage_options, overwrite=overwrite,
                         parallel=parallel, desc="ingest images")

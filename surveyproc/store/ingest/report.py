@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ...flags import Flag
+from .calibrate import BackgroundTally
 
 __all__ = ["IngestReport"]
 
@@ -27,6 +28,8 @@ class IngestReport:
     flags: dict[str, int] = field(default_factory=dict)
     problems: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    #: per-unit sky and noise medians, for the store's calibration attribute
+    background: BackgroundTally = field(default_factory=BackgroundTally)
 
     def note(self, reason: str, example: str) -> None:
         """Count one occurrence of ``reason``, keeping a few examples."""
@@ -55,10 +58,13 @@ class IngestReport:
             self.problems[reason] = self.problems.get(reason, 0) + count
             kept = self.examples.setdefault(reason, [])
             kept.extend(other.examples.get(reason, [])[: _MAX_EXAMPLES - len(kept)])
+        self.background.merge(other.background)
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        report = asdict(self)
+        del report["background"]  # summarised in the store's calibration attribute
+        return report
 
     def format(self) -> str:
         """A few lines for the terminal."""

@@ -23,8 +23,8 @@ from ..create import StoreWriter, create_store
 from ..layout import StoreSpec
 from ..open import SurveyStore, open_store
 from ..shards import Shard, plan_shards
-from .physics import BLOCK, Galaxies, draw_block
-from .render import GAIN, component_radii_pixels, render_cutouts, sky_sigma
+from .physics import BLOCK, MEDIAN_SEEING, Galaxies, draw_block
+from .render import GAIN, component_radii_pixels, render_cutouts
 from .scene import Neighbours, draw_neighbours
 from .sed import BandFluxes, band_fluxes, emission_lines
 from .settings import SynthConfig
@@ -66,7 +66,7 @@ def _block_scalars(config: SynthConfig, block: int) -> _Block:
     radius = (1 - g.bulge_fraction) * disk_r + g.bulge_fraction * bulge_r
     aperture = np.pi * (1.5 * radius + g.seeing_arcsec / scale) ** 2  # pixels
     total = fluxes.total
-    phot_sigma = g.depth[:, None] * np.sqrt(sky_sigma(config.bands, scale)[None, :] ** 2
+    phot_sigma = g.depth[:, None] * np.sqrt(config.sky_sigma()[None, :] ** 2
                                             * aperture[:, None] + np.maximum(total, 0) / GAIN)
     photometry = total + phot_sigma * rng.standard_normal(total.shape)
     signal_to_noise = {k: lines.measured[k] / lines.error[k] for k in lines.measured}
@@ -159,7 +159,8 @@ def _columns(block: _Block, start: int, stop: int) -> CutoutBatch:
 def _draw(config: SynthConfig, block: _Block, start: int) -> np.ndarray:
     return render_cutouts(block.galaxies, block.fluxes, block.neighbours, bands=config.bands,
                           size=config.size,
-                          pixel_scale=config.arcsec_per_pixel, first_index=start,
+                          pixel_scale=config.arcsec_per_pixel,
+                          sigma_sky=config.sky_sigma(), first_index=start,
                           seed=config.seed)
 
 
@@ -168,6 +169,18 @@ def _write_unit(config: SynthConfig, writer: StoreWriter, unit: Shard) -> Cutout
     block = _blocks(config, unit.start, unit.stop)
     writer.write_images(unit.start, _draw(config, block, unit.start))
     return _columns(block, unit.start, unit.stop)
+
+
+def _calibration(config: SynthConfig) -> dict[str, Any]:
+    """The store's calibration record: drawn in sky-subtracted nanomaggies, with the
+    generator's median sky noise (depth multiplier 1) and median seeing per band."""
+    noise = config.sky_sigma()
+    return {"input_unit": "nanomaggy (synthetic)",
+            "input_zero_points": dict.fromkeys(config.bands, 22.5), "sky_subtracted": True,
+            "sky_method": "drawn without sky", "sky_before_subtraction": dict.fromkeys(
+                config.bands, 0.0),
+            "noise": {b: float(v) for b, v in zip(config.bands, noise, strict=True)},
+            "psf_fwhm": dict.fromkeys(config.bands, MEDIAN_SEEING)}
 
 
 def synthesize(
@@ -195,6 +208,7 @@ def synthesize(
         shard_chunks=shard_chunks or config.shard_chunks,
         compression=compression or config.compression, survey="synthetic",
         pixel_scale=config.arcsec_per_pixel, label_units=LABEL_UNITS,
+        calibration=_calibration(config),
     )
     provenance = {"generator": "surveyproc.store.synth",
                   "synth_config": config.model_dump(mode="json")}

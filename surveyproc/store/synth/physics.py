@@ -23,6 +23,10 @@ __all__ = [
     "luminosity_distance_cm",
 ]
 
+#: PSF FWHM of the synthetic observations, arcsec (uniform; median 1.2")
+SEEING_RANGE = (0.9, 1.5)
+MEDIAN_SEEING = sum(SEEING_RANGE) / 2
+
 BLOCK = 1024  # objects per parameter block (the determinism unit)
 
 _MPC_CM = 3.0857e24  # cm per Mpc
@@ -143,7 +147,7 @@ def draw_block(seed: int, block: int, z_max: float) -> Galaxies:
     # Fibre-aperture bias: an edge-on disk's fibre looks through its metal-poor outskirts.
     metallicity_fibre = metallicity - 0.15 * (1.0 - disk_q) * (1.0 - bulge_fraction)
     young_fraction = _sigmoid((ssfr + 10.3) / 0.35)
-    seeing = rng.uniform(0.9, 1.5, n)
+    seeing = rng.uniform(*SEEING_RANGE, n)
     depth = np.exp(rng.normal(0.0, 0.25, n))
     line_depth = np.exp(rng.normal(0.0, 0.3, n))
     return Galaxies(

@@ -67,10 +67,12 @@ def render_cutouts(
     bands: tuple[str, ...],
     size: int,
     pixel_scale: float,
+    sigma_sky: np.ndarray,
     first_index: int,
     seed: int,
 ) -> np.ndarray:
-    """Noisy cutouts, shape (n, bands, size, size), float32 nanomaggies per pixel.
+    """Noisy cutouts, shape (n, bands, size, size), float32 nanomaggies per pixel, with
+    median sky noise ``sigma_sky`` per band (times each galaxy's depth multiplier).
 
     Object ``first_index + k`` draws its noise from seed ``(seed, 1, index)``,
     so an object's pixels do not depend on which worker draws it.
@@ -79,7 +81,6 @@ def render_cutouts(
     out = np.empty((n, len(bands), size, size), dtype=np.float32)
     disk_r, bulge_r = component_radii_pixels(g, pixel_scale, size)
     fwhm = g.seeing_arcsec / pixel_scale
-    sigma_sky = sky_sigma(bands, pixel_scale)
     canvas = galsim.ImageF(size, size, scale=1.0)
     neighbour_flux = neighbour_band_fluxes(neighbours, bands)
     for k in range(n):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ...errors import InvalidParameterError
+from .render import sky_sigma
 from .sed import check_bands
 
 __all__ = ["FIELD_OF_VIEW", "SynthConfig", "synth_config"]
@@ -36,6 +38,10 @@ class SynthConfig(BaseModel):
     pixel_scale: float | None = Field(None, gt=0, description="Arcsec per pixel "
                                       "(default 16.8 / size).")
     z_max: float = Field(0.4, ge=0.05, le=1.5, description="Largest redshift.")
+    sky_noise: dict[str, float] | None = Field(
+        None, description="Median sky noise per pixel and band, nanomaggies, e.g. "
+        "g=0.0074,r=0.0089 to match a real store (default: Legacy-Survey-like depths for "
+        "the pixel scale).")
     chunk: int = Field(256, ge=1, description="Objects per chunk.")
     shard_chunks: int | None = Field(None, ge=1, description="Chunks per Zarr shard.")
     compression: Literal["zstd", "blosc", "none"] = "zstd"
@@ -50,9 +56,25 @@ class SynthConfig(BaseModel):
             raise ValueError(str(error)) from None
         return bands
 
+    @model_validator(mode="after")
+    def _noise_for_every_band(self) -> SynthConfig:
+        if self.sky_noise is not None:
+            missing = [b for b in self.bands if b not in self.sky_noise]
+            if missing or any(v <= 0 for v in self.sky_noise.values()):
+                msg = (f"sky_noise needs a positive value for every band {list(self.bands)} "
+                       f"(missing: {missing})")
+                raise ValueError(msg)
+        return self
+
     @property
     def arcsec_per_pixel(self) -> float:
         return self.pixel_scale or FIELD_OF_VIEW / self.size
+
+    def sky_sigma(self) -> np.ndarray:
+        """Median sky noise per pixel of each band, nanomaggies."""
+        if self.sky_noise is not None:
+            return np.array([self.sky_noise[b] for b in self.bands], dtype=float)
+        return sky_sigma(self.bands, self.arcsec_per_pixel)
 
 
 def synth_config(**values: Any) -> SynthConfig:

@@ -13,6 +13,7 @@ from surveyproc.store import open_store
 from surveyproc.store.ingest import CatalogColumns, ingest_cutouts
 
 BANDS = ("g", "r", "z")
+TO_NANOMAGGY = 10 ** (-0.4 * (27.0 - 22.5))  # the files' MAGZERO is 27
 
 
 def _pixels(object_id: int, size: int = 12) -> np.ndarray:
@@ -61,7 +62,8 @@ def test_each_layout_round_trips_and_missing_files_are_flagged(tmp_path, layout)
             _write(folder, layout, object_id)
     pattern = "{object_id}_{band}.fits" if layout == "per_band" else "{object_id}.fits"
     report = ingest_cutouts(str(tmp_path / "s.zarr"), _catalog(tmp_path, ids), str(folder),
-                            bands=BANDS, pattern=pattern, chunk_objects=8, parallel=False)
+                            bands=BANDS, pattern=pattern, chunk_objects=8, parallel=False,
+                            sky_subtracted=True)
     store = open_store(str(tmp_path / "s.zarr"))
     batch = store.read(0, len(ids))
     assert batch.object_id.tolist() == ids
@@ -70,11 +72,14 @@ def test_each_layout_round_trips_and_missing_files_are_flagged(tmp_path, layout)
             assert batch.flags[i] == Flag.NO_DATA and np.isnan(batch.images[i]).all()
         else:
             assert batch.flags[i] == 0
-            np.testing.assert_array_equal(batch.images[i], _pixels(object_id))
+            np.testing.assert_allclose(batch.images[i], _pixels(object_id) * TO_NANOMAGGY,
+                                       rtol=1e-6)
     assert report.n_objects == 20 and report.n_clean == 18
     assert report.flags == {"NO_DATA": 2} and report.problems == {"missing file": 2}
     assert store.attrs["pixel_scale"] == pytest.approx(0.2)
-    assert store.attrs["zero_points"] == {"g": 27.0, "r": 27.0, "z": 27.0}
+    assert store.attrs["zero_points"] == {"g": 22.5, "r": 22.5, "z": 22.5}
+    assert store.attrs["flux_unit"] == "nanomaggy"
+    assert store.attrs["calibration"]["input_zero_points"] == {"g": 27.0, "r": 27.0, "z": 27.0}
     assert store.attrs["provenance"]["ingest_report"]["n_clean"] == 18
     np.testing.assert_allclose(batch.labels["redshift"], np.linspace(0.1, 0.2, 20), rtol=1e-6)
 
@@ -86,10 +91,13 @@ def test_cutouts_of_other_sizes_are_cropped_or_padded_and_flagged(tmp_path, ray_
     _write(folder, "cube", 2, size=16)  # centre-cropped to 12
     _write(folder, "cube", 3, size=8)  # NaN-padded to 12, flagged
     report = ingest_cutouts(str(tmp_path / "s.zarr"), _catalog(tmp_path, [1, 2, 3]),
-                            str(folder), bands=BANDS, chunk_objects=1)  # on Ray
+                            str(folder), bands=BANDS, chunk_objects=1,
+                            sky_subtracted=True)  # on Ray
     batch = open_store(str(tmp_path / "s.zarr")).read(0, 3)
-    np.testing.assert_array_equal(batch.images[1], _pixels(2, 16)[:, 2:14, 2:14])
-    np.testing.assert_array_equal(batch.images[2][:, 2:10, 2:10], _pixels(3, 8))
+    np.testing.assert_allclose(batch.images[1], _pixels(2, 16)[:, 2:14, 2:14] * TO_NANOMAGGY,
+                               rtol=1e-6)
+    np.testing.assert_allclose(batch.images[2][:, 2:10, 2:10], _pixels(3, 8) * TO_NANOMAGGY,
+                               rtol=1e-6)
     assert np.isnan(batch.images[2][:, 0]).all()
     assert batch.flags.tolist() == [0, 0, int(Flag.OFF_EDGE)]
     assert report.flags == {"OFF_EDGE": 1}

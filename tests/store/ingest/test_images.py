@@ -60,9 +60,11 @@ def test_cutouts_match_the_image_and_off_edge_objects_are_kept(field):
     catalog = read_catalog(str(folder / "positions.csv"))
     report = ingest_images(str(folder / "s.zarr"),
                            {"g": str(folder / "g.fits"), "r": str(folder / "r.fits")},
-                           catalog, size=16, chunk_objects=2, parallel=False)
+                           catalog, size=16, chunk_objects=2, parallel=False,
+                           sky_subtracted=True)
     store = open_store(str(folder / "s.zarr"))
     batch = store.read(0, 5)
+    to_nanomaggy = 10 ** (-0.4 * (25.0 - 22.5))  # the images' MAGZERO is 25
     assert batch.object_id.tolist() == [1, 2, 3, 4, 5]
     assert batch.flags.tolist() == [0, 0, 0, int(Flag.OFF_EDGE), int(Flag.NO_DATA)]
     for b, band in enumerate(("g", "r")):
@@ -71,7 +73,8 @@ def test_cutouts_match_the_image_and_off_edge_objects_are_kept(field):
             x, y = wcs[band].world_to_pixel_values(ra, dec)
             # Cutout2D's documented placement: first pixel at ceil(position - size / 2)
             x0, y0 = int(np.ceil(x - 8)), int(np.ceil(y - 8))
-            np.testing.assert_array_equal(batch.images[i, b], data[y0:y0 + 16, x0:x0 + 16])
+            np.testing.assert_allclose(batch.images[i, b],
+                                       data[y0:y0 + 16, x0:x0 + 16] * to_nanomaggy, rtol=1e-6)
             # the source sits at the centre of every band despite the different WCS
             peak = np.unravel_index(np.argmax(batch.images[i, b]), (16, 16))
             assert abs(peak[0] - 7.5) <= 1.5 and abs(peak[1] - 7.5) <= 1.5

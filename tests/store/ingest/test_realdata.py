@@ -51,12 +51,14 @@ def test_hsc_cube_ingested_as_a_per_object_file(shared_data, tmp_path):
            "file": [str(cube)]}).write(catalog, format="ascii.csv")
     report = ingest_cutouts(str(tmp_path / "hsc.zarr"), str(catalog), "/",
                             bands=tuple("grizy"), pattern="{file}", zero_point=27.0,
-                            columns=CatalogColumns(exclude=("file",)), parallel=False)
+                            columns=CatalogColumns(exclude=("file",)), parallel=False,
+                            sky_subtracted=True)  # HSC coadds come sky-subtracted
     store = open_store(str(tmp_path / "hsc.zarr"))
     assert report.n_clean == 1
     assert store.bands == tuple("grizy")
     assert store.attrs["pixel_scale"] == pytest.approx(0.168, abs=1e-3)
-    np.testing.assert_allclose(store.read(0, 1).images[0], fits.getdata(cube), rtol=1e-6)
+    np.testing.assert_allclose(store.read(0, 1).images[0],
+                               fits.getdata(cube) * 10 ** (-0.4 * (27.0 - 22.5)), rtol=1e-5)
 
 
 def test_sdss_spectroscopic_table_as_catalog(shared_data, tmp_path):

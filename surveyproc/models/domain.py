@@ -1,0 +1,166 @@
+"""What a model was trained on, and whether a store, or one object, lies inside it.
+
+A network trained on sky-subtracted nanomaggies at 0.262"/pixel returns
+confident nonsense for raw counts with the sky left in, or for pixels a third
+larger; nothing in its outputs says so.  The checkpoint therefore records its
+training domain:
+
+- the store-level facts: flux unit, pixel scale, whether the sky was
+  subtracted, the PSF FWHM and median noise per band.  ``infer`` refuses a
+  store whose unit, sky state or pixel scale differ (one line, before Ray
+  starts) and warns when a band's noise differs by more than a factor 2;
+- per object, three numbers per band measured like ingest measures them
+  (:mod:`surveyproc.models.background`): log10 of the noise, the residual sky
+  in units of the training noise, and asinh of the central-aperture S/N.
+  Their central 99 % intervals over the training sample, widened by a
+  quarter of their width on each side, are the domain; an object with any
+  number outside is flagged ``OUT_OF_DISTRIBUTION`` (its estimates are kept:
+  the flag says they are extrapolations).  On held-out synthetic galaxies
+  about 1 % are flagged (tests/models/test_domain.py measures it).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointMismatchError
+from .background import measure_background
+
+__all__ = ["TrainingDomain"]
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("noise", "sky", "flux")
+QUANTILES = (0.005, 0.995)
+MARGIN = 0.25  # of an interval's width, added on each side
+MIN_WIDTH = {"noise": 0.05, "sky": 0.5, "flux": 0.5}  # dex, noise units, asinh units
+NOISE_RATIO_WARNING = 2.0
+DEFAULT_PIXEL_SCALE_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class TrainingDomain:
+    """The inputs a model was trained on (see the module docstring)."""
+
+    bands: list[str]
+    flux_unit: str
+    pixel_scale: float
+    sky_subtracted: bool | None
+    psf_fwhm: dict[str, float | None]
+    noise: list[float]  # median per band of the training sample, in flux_unit per pixel
+    intervals: dict[str, list[list[float]]]  # feature -> per band [lo, hi] (widened)
+    n_sample: int
+
+    # -- fitting and storing ----------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, images: np.ndarray, bands: list[str] | tuple[str, ...],
+            attrs: dict[str, Any]) -> TrainingDomain:
+        """The domain of a sample of raw training cutouts from a store with ``attrs``."""
+        background = measure_background(images)
+        noise = np.nanmedian(background.noise, axis=0)
+        noise = np.where(np.isfinite(noise) & (noise > 0), noise, 1.0)
+        calibration = attrs.get("calibration") or {}
+        domain = cls(list(bands), str(attrs.get("flux_unit", "unknown")),
+                     float(attrs.get("pixel_scale", 0.0)), calibration.get("sky_subtracted"),
+                     dict(calibration.get("psf_fwhm") or {}), [float(v) for v in noise], {},
+                     len(images))
+        values = domain.features(images, background)
+        for name in FEATURES:
+            finite = np.where(np.isfinite(values[name]), values[name], np.nan)
+            with warnings.catch_warnings():  # a band without one measurable object: no limit
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, hi = np.nanquantile(finite, QUANTILES, axis=0)
+            width = np.maximum(hi - lo, MIN_WIDTH[name])
+            lo = np.where(np.isfinite(lo), lo - MARGIN * width, -np.inf)
+            hi = np.where(np.isfinite(hi), hi + MARGIN * width, np.inf)
+            domain.intervals[name] = [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
+        return domain
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingDomain:
+        return cls(**values)
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def features(self, images: np.ndarray, background: Any = None) -> dict[str, np.ndarray]:
+        """The per-object numbers (n, bands) compared with the intervals."""
+        b = background if background is not None else measure_background(images)
+        ref = np.asarray(self.noise)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {"noise": np.log10(b.noise), "sky": b.sky / ref,
+                    "flux": np.arcsinh(b.flux / (ref * np.sqrt(b.aperture_pixels)))}
+
+    def outside(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+        """Objects outside the domain (n,) and how many fall outside each (number, band).
+
+        Unmeasurable objects (no pixels) are not flagged here: their store flags say why.
+        """
+        values = self.features(images)
+        out = np.zeros(len(images), dtype=bool)
+        reasons: dict[str, int] = {}
+        for name in FEATURES:
+            bounds = np.asarray(self.intervals[name])
+            v = values[name]
+            with np.errstate(invalid="ignore"):
+                beyond = (v < bounds[:, 0]) | (v > bounds[:, 1])
+            for j, band in enumerate(self.bands):
+                hits = int(beyond[:, j].sum())
+                if hits:
+                    reasons[f"{name} {band}"] = reasons.get(f"{name} {band}", 0) + hits
+            out |= beyond.any(axis=1)
+        return out, reasons
+
+    # -- stores -----------------------------------------------------------------------------
+
+    def check_store(self, attrs: dict[str, Any], where: str, model: str,
+                    pixel_scale_tolerance: float = DEFAULT_PIXEL_SCALE_TOLERANCE) -> list[str]:
+        """Refuse a store the model cannot be applied to; return warnings for lesser
+        differences.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            Different flux unit, sky not subtracted where training's was, or a pixel
+            scale further than ``pixel_scale_tolerance`` (relative) from training's.
+        """
+        unit = str(attrs.get("flux_unit", "unknown"))
+        if unit != self.flux_unit:
+            msg = (f"{where} holds pixels in {unit!r} but model {model} was trained on "
+                   f"{self.flux_unit!r}; ingest it calibrated (surveyproc ingest ... "
+                   "--zero-point ZP converts to nanomaggies)")
+            raise CheckpointMismatchError(msg)
+        scale = float(attrs.get("pixel_scale", 0.0))
+        if self.pixel_scale > 0 and abs(scale / self.pixel_scale - 1) > pixel_scale_tolerance:
+            msg = (f"{where} has {scale:.4g} arcsec/pixel but model {model} was trained at "
+                   f"{self.pixel_scale:.4g} ({abs(scale / self.pixel_scale - 1):.0%} apart, "
+                   f"tolerance {pixel_scale_tolerance:.0%}); train on a synthetic survey at "
+                   "the store's scale (surveyproc synth --like STORE) or raise "
+                   "infer.pixel_scale_tolerance")
+            raise CheckpointMismatchError(msg)
+        calibration = attrs.get("calibration")
+        if not calibration:
+            return [f"{where} has no calibration record (sky, noise, PSF unknown); only "
+                    "per-object checks apply"]
+        if self.sky_subtracted and calibration.get("sky_subtracted") is False:
+            msg = (f"{where} still holds the sky but model {model} was trained on "
+                   "sky-subtracted pixels; ingest it again without --sky-subtracted")
+            raise CheckpointMismatchError(msg)
+        notes = []
+        store_noise = calibration.get("noise") or {}
+        for band, trained in zip(self.bands, self.noise, strict=True):
+            value = store_noise.get(band)
+            if value and trained and not (1 / NOISE_RATIO_WARNING <= value / trained
+                                          <= NOISE_RATIO_WARNING):
+                notes.append(f"{where}: {band}-band noise {value:.3g} is {value / trained:.2g}"
+                                f" x the {trained:.3g} model {model} was trained on; expect "
+                                "OUT_OF_DISTRIBUTION flags")
+        return notes
