@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["MEANINGS", "Flag", "describe"]
+import numpy as np
+
+__all__ = ["MEANINGS", "Flag", "count", "describe"]
 
 
 class Flag(enum.IntFlag):
-    """Bits of the ``flags`` column.
+    """Bits of the ``flags`` column; :data:`MEANINGS` says what each one means.
 
     Examples
     --------
@@ -24,32 +26,38 @@ class Flag(enum.IntFlag):
     ['OFF_EDGE', 'NAN_PIXELS']
     """
 
-    #: Part of the cutout lies outside the source image; those pixels are NaN.
     OFF_EDGE = 1
-    #: No pixel of the cutout in at least one band (outside the image, or no file).
     NO_DATA = 2
-    #: The input held NaN or infinite pixels that were not off-edge.
     NAN_PIXELS = 4
-    #: The source marked pixels bad (e.g. a FITS mask plane).
     BAD_PIXELS = 8
-    #: Inference judged the input out of the training distribution: its sky, noise or
-    #: central flux lies outside what the model was trained on (see
-    #: :mod:`surveyproc.models.domain`); its estimates are extrapolations.
     OUT_OF_DISTRIBUTION = 16
-    #: Detection found the source as compact as the PSF: probably a star, not a galaxy.
     STAR_LIKE = 32
 
 
-#: One line per flag for people (the report's flag table, ``info``).
+#: What each flag means, one line per flag (the report's flag table shows them).
 MEANINGS = {
     "OFF_EDGE": "part of the cutout lies outside the source image (NaN pixels there)",
-    "NO_DATA": "no pixel in at least one band: no estimate can be trusted",
+    "NO_DATA": "no pixel in at least one band (outside the image, or no file): no "
+               "estimate can be trusted",
     "NAN_PIXELS": "NaN or infinite pixels not explained by an image edge",
-    "BAD_PIXELS": "pixels the source marked bad",
-    "OUT_OF_DISTRIBUTION": "sky, noise or central flux outside the model's training data: "
-                           "the estimates are extrapolations",
+    "BAD_PIXELS": "pixels the source marked bad (e.g. a FITS mask plane)",
+    "OUT_OF_DISTRIBUTION": "sky, noise or central flux outside the model's training data "
+                           "(surveyproc.models.domain): the estimates are extrapolations",
     "STAR_LIKE": "as compact as the PSF at detection: probably a star, not a galaxy",
 }
+
+
+def count(values: np.ndarray) -> dict[str, int]:
+    """Objects with each flag set, for the flags that occur, lowest bit first.
+
+    Examples
+    --------
+    >>> count(np.array([0, 1, 5, 16]))
+    {'OFF_EDGE': 2, 'NAN_PIXELS': 1, 'OUT_OF_DISTRIBUTION': 1}
+    """
+    values = np.asarray(values, dtype=np.int64)
+    hits = {str(flag.name): int(np.count_nonzero(values & flag)) for flag in Flag}
+    return {name: n for name, n in hits.items() if n}
 
 
 def describe(value: int) -> list[str]:

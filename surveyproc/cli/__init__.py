@@ -35,8 +35,6 @@ log = logging.getLogger("surveyproc")
 # -- commands ---------------------------------------------------------------------------------
 
 
-#: Options of ``surveyproc synth`` taken from :class:`SynthConfig` (same defaults and ranges
-#: as a job file's ``store.synth``); the layout options are shared with ingest.
 def _band_values(text: str) -> dict[str, float]:
     """``g=0.0074,r=0.0089`` -> ``{"g": 0.0074, "r": 0.0089}``."""
     values = {}
@@ -52,6 +50,8 @@ def _band_values(text: str) -> dict[str, float]:
     return values
 
 
+#: Options of ``surveyproc synth`` taken from :class:`SynthConfig` (same defaults and ranges
+#: as a job file's ``store.synth``); the layout options are shared with ingest.
 _SYNTH_FIELDS: dict[str, Callable[[str], Any]] = {
     "n": int, "size": int, "bands": bands, "seed": int, "pixel_scale": float, "z_max": float,
     "sky_noise": _band_values}

@@ -65,7 +65,6 @@ class InferPlan:
     schema: CatalogSchema
     checkpoints: list[tuple[str, bytes]]
     catalog: str
-    warnings: list[str] = field(default_factory=list)  # store vs training-domain differences
 
 
 @dataclass
@@ -147,7 +146,7 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
     for warning in warnings:
         log.warning("%s", warning)
     return InferPlan(store, shards, schema, [(name, data) for name, _, data in loaded],
-                     job.outputs.catalog, warnings)
+                     job.outputs.catalog)
 
 
 def _threads(job: JobSpec) -> int:

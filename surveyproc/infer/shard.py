@@ -24,6 +24,7 @@ from ..catalog.schema import CatalogSchema, list_column
 from ..catalog.writer import CatalogWriter
 from ..flags import Flag
 from ..kinds import load_plugins
+from ..models.background import measure_background
 from ..models.checkpoint import Checkpoint
 from ..models.domain import TrainingDomain
 from ..store import open_store
@@ -177,8 +178,11 @@ class ShardProcessor:
     def _outside(self, images: np.ndarray, report: ShardReport) -> np.ndarray:
         """Objects of a batch outside any model's training domain; reasons go to ``report``."""
         outside = np.zeros(len(images), dtype=bool)
+        if not self.domains:
+            return outside
+        background = measure_background(images)  # the costly part: once for every domain
         for domain in self.domains:
-            mask, reasons = domain.outside(images)
+            mask, reasons = domain.outside(images, background)
             outside |= mask
             for reason, count in reasons.items():
                 report.ood_reasons[reason] = report.ood_reasons.get(reason, 0) + count

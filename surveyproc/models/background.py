@@ -7,9 +7,10 @@ SExtractor-style local backgrounds do.  Noise is measured on differences of
 horizontally adjacent ring pixels (clipped MAD standard deviation / sqrt 2),
 so the smooth wings of a large galaxy, which widen the ring's own spread,
 do not count as noise.  Everything is vectorised over (objects, bands)
-with NaN-aware sorted medians, so measuring a batch costs a few percent of a
-network's forward pass; ingest subtracts this sky, and a checkpoint's
-training domain (:mod:`surveyproc.models.domain`) compares these numbers.
+with NaN-aware sorted medians (four sorts of the ring per batch: about 80 ms
+for 256 cutouts of 3 x 48 x 48 on one core, as long as a width-16 network's
+forward pass); ingest subtracts this sky, and a checkpoint's training domain
+(:mod:`surveyproc.models.domain`) compares these numbers.
 """
 
 from __future__ import annotations

@@ -15,13 +15,12 @@ training domain:
   Their central 99 % intervals over the training sample, widened by a
   quarter of their width on each side, are the domain; an object with any
   number outside is flagged ``OUT_OF_DISTRIBUTION`` (its estimates are kept:
-  the flag says they are extrapolations).  On held-out synthetic galaxies
-  about 1 % are flagged (tests/models/test_domain.py measures it).
+  the flag says they are extrapolations).  Fewer than 3 % of held-out
+  synthetic galaxies are flagged (tests/models/test_domain.py).
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,18 +28,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointMismatchError
-from .background import measure_background
+from .background import CutoutBackground, measure_background
 
 __all__ = ["TrainingDomain"]
-
-log = logging.getLogger(__name__)
 
 FEATURES = ("noise", "sky", "flux")
 QUANTILES = (0.005, 0.995)
 MARGIN = 0.25  # of an interval's width, added on each side
 MIN_WIDTH = {"noise": 0.05, "sky": 0.5, "flux": 0.5}  # dex, noise units, asinh units
 NOISE_RATIO_WARNING = 2.0
-DEFAULT_PIXEL_SCALE_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -91,20 +87,23 @@ class TrainingDomain:
 
     # -- objects ----------------------------------------------------------------------------
 
-    def features(self, images: np.ndarray, background: Any = None) -> dict[str, np.ndarray]:
-        """The per-object numbers (n, bands) compared with the intervals."""
+    def features(self, images: np.ndarray, background: CutoutBackground | None = None
+                 ) -> dict[str, np.ndarray]:
+        """The per-object numbers (n, bands) compared with the intervals (``background``:
+        :func:`measure_background` of ``images``, when the caller has it already)."""
         b = background if background is not None else measure_background(images)
         ref = np.asarray(self.noise)[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             return {"noise": np.log10(b.noise), "sky": b.sky / ref,
                     "flux": np.arcsinh(b.flux / (ref * np.sqrt(b.aperture_pixels)))}
 
-    def outside(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    def outside(self, images: np.ndarray, background: CutoutBackground | None = None
+                ) -> tuple[np.ndarray, dict[str, int]]:
         """Objects outside the domain (n,) and how many fall outside each (number, band).
 
         Unmeasurable objects (no pixels) are not flagged here: their store flags say why.
         """
-        values = self.features(images)
+        values = self.features(images, background)
         out = np.zeros(len(images), dtype=bool)
         reasons: dict[str, int] = {}
         for name in FEATURES:
@@ -122,7 +121,7 @@ class TrainingDomain:
     # -- stores -----------------------------------------------------------------------------
 
     def check_store(self, attrs: dict[str, Any], where: str, model: str,
-                    pixel_scale_tolerance: float = DEFAULT_PIXEL_SCALE_TOLERANCE) -> list[str]:
+                    pixel_scale_tolerance: float) -> list[str]:
         """Refuse a store the model cannot be applied to; return warnings for lesser
         differences.
 

@@ -15,6 +15,7 @@ import functools
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +28,14 @@ from ..catalog.reader import CommittedParts, catalog_schema, committed_parts
 from ..catalog.schema import CatalogSchema, ModelColumns
 from ..errors import CatalogMismatchError, InvalidParameterError
 from ..flags import Flag
+from ..flags import count as count_flags
 from ..jobs import TargetSettings
 from ..kinds import KindAggregator, get_kind, load_plugins
 from ..models.grid import Grid
 from ..models.targets import resolve_targets, values_from_labels
 from ..redact import redact
 from ..store import SurveyStore
+from ..store.layout import ZERO_POINT
 from .calibration import CalibrationSums, calibration_partial, finish_calibration
 from .features import FeatureStatistics, FeatureSums, feature_partial, finish_features
 from .frames import catalog_frame, join_labels, labels_frame, list_values
@@ -145,7 +148,8 @@ def plan_aggregate(schema: CatalogSchema, store: SurveyStore,
             targets.setdefault(target, TargetSettings())
     bands = store.layout.photometry_bands
     mag_band = "r" if "r" in bands else (bands[-1] if bands else None)
-    zero_point = float(store.attrs.get("zero_points", {}).get(mag_band, 22.5)) if mag_band else 0
+    zero_point = (float(store.attrs.get("zero_points", {}).get(mag_band, ZERO_POINT))
+                  if mag_band else 0)
     return AggregateSpec(list(schema.models), targets, list(store.label_names), mag_band,
                          zero_point, all(b in store.label_names for b in BPT_LINES),
                          list(plugins or []))
@@ -160,15 +164,14 @@ class Partial:
     calibration: dict[str, CalibrationSums] = field(default_factory=dict)
     kinds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     rows: int = 0
-    #: objects with each bit of :class:`~surveyproc.flags.Flag` set, in the enum's order
-    flags: np.ndarray = field(default_factory=lambda: np.zeros(len(Flag), dtype=np.int64))
+    flags: dict[str, int] = field(default_factory=dict)  # objects per quality flag set
 
     def __add__(self, other: Partial) -> Partial:
         return Partial({k: v + other.features[k] for k, v in self.features.items()},
                        {k: v + other.calibration[k] for k, v in self.calibration.items()},
                        {m: {k: v + other.kinds[m][k] for k, v in sums.items()}
                         for m, sums in self.kinds.items()},
-                       self.rows + other.rows, self.flags + other.flags)
+                       self.rows + other.rows, dict(Counter(self.flags) + Counter(other.flags)))
 
 
 def _groups(spec: AggregateSpec, target: str, grid: Grid,
@@ -217,8 +220,7 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
         with np.errstate(divide="ignore", invalid="ignore"):
             mag = np.where(flux > 0, spec.zero_point - 2.5 * np.log10(flux), np.nan)
     result = Partial(rows=n)
-    flags = frame["flags"].to_numpy(dtype=np.int64)
-    result.flags = np.array([np.count_nonzero(flags & flag) for flag in Flag], dtype=np.int64)
+    result.flags = count_flags(frame["flags"].to_numpy())
     bpt = None
     if spec.bpt:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -315,7 +317,6 @@ def aggregate_catalog(catalog_url: str, store: SurveyStore,
                    for target, sums in total.calibration.items()}
     pit_hist = {target: sums.pit_hist[0] for target, sums in total.calibration.items()
                 if sums.has_pdf}
-    flags = {str(flag.name): int(count) for flag, count in zip(Flag, total.flags, strict=True)
-             if count}
+    flags = {str(f.name): total.flags[str(f.name)] for f in Flag if str(f.name) in total.flags}
     return Aggregates(total.rows, time.perf_counter() - started, features, calibration,
                       pit_hist, spec, kinds, parts, flags)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..flags import describe as describe_flags
+from ..flags import count as count_flags
 from . import layout
 from .layout import compression_name
 from .open import SurveyStore
@@ -36,12 +36,6 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
     lay = store.layout
     images = store.array(layout.IMAGES)
     attrs = store.attrs
-    flags = store.read_column(layout.FLAGS)
-    bits, counts = np.unique(flags[flags != 0], return_counts=True)
-    flag_counts: dict[str, int] = {}
-    for value, count in zip(bits, counts, strict=True):
-        for name in describe_flags(int(value)):
-            flag_counts[name] = flag_counts.get(name, 0) + int(count)
     units = attrs.get("label_units", {})
     return {
         "url": store.url,
@@ -66,7 +60,7 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
                    for name in lay.labels},
         "photometry": {band: _column_summary(store.read_column(f"{layout.PHOTOMETRY}/{band}"))
                        for band in lay.photometry_bands},
-        "flags": flag_counts,
+        "flags": count_flags(store.read_column(layout.FLAGS)),
         "provenance": attrs.get("provenance", {}),
     }
 

@@ -24,6 +24,10 @@ __all__ = [
 
 #: Version written into new stores; bump when the layout changes incompatibly.
 FORMAT_VERSION = 1
+#: The pixel unit of every store ingest or the synthetic survey writes, and its AB zero
+#: point: calibrated stores can then be compared and models moved between them.
+FLUX_UNIT = "nanomaggy"
+ZERO_POINT = 22.5
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 
 IMAGE_DTYPES = ("float16", "float32")
@@ -105,7 +109,7 @@ class StoreSpec:
     compression: str = "zstd"
     survey: str = "unnamed"
     pixel_scale: float = 0.262
-    flux_unit: str = "nanomaggy"
+    flux_unit: str = FLUX_UNIT
     zero_points: dict[str, float] = field(default_factory=dict)
     label_units: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
@@ -167,7 +171,7 @@ class StoreSpec:
             "bands": list(self.bands),
             "pixel_scale": float(self.pixel_scale),
             "flux_unit": self.flux_unit,
-            "zero_points": {b: float(self.zero_points.get(b, 22.5)) for b in self.bands},
+            "zero_points": {b: float(self.zero_points.get(b, ZERO_POINT)) for b in self.bands},
             "label_units": {k: self.label_units.get(k, "") for k in self.labels},
             "provenance": provenance,
             "complete": False,

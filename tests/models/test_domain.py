@@ -51,23 +51,24 @@ def test_ten_times_the_noise_is_flagged_and_a_fifth_of_it_in_sky_is_not(syntheti
 def test_a_store_in_other_units_with_the_sky_in_or_another_pixel_scale_is_refused(synthetic):
     store, _, domain = synthetic
     attrs = dict(store.attrs)
-    assert domain.check_store(attrs, "store s", "m") == []
+    assert domain.check_store(attrs, "store s", "m", 0.02) == []
     with pytest.raises(CheckpointMismatchError, match="holds pixels in 'count' but model m"):
-        domain.check_store({**attrs, "flux_unit": "count"}, "store s", "m")
+        domain.check_store({**attrs, "flux_unit": "count"}, "store s", "m", 0.02)
     with pytest.raises(CheckpointMismatchError, match=r"0\.35 arcsec/pixel but model m was "
                        r"trained at 0\.7"):
-        domain.check_store({**attrs, "pixel_scale": 0.35}, "store s", "m")
+        domain.check_store({**attrs, "pixel_scale": 0.35}, "store s", "m", 0.02)
     assert domain.check_store({**attrs, "pixel_scale": attrs["pixel_scale"] * 1.01},
-                              "store s", "m") == []
+                              "store s", "m", 0.02) == []
     with pytest.raises(CheckpointMismatchError, match="still holds the sky"):
         domain.check_store({**attrs, "calibration": {**attrs["calibration"],
-                                                     "sky_subtracted": False}}, "store s", "m")
+                                                     "sky_subtracted": False}},
+                           "store s", "m", 0.02)
     noisy = {**attrs["calibration"], "noise": {b: 3 * v for b, v in
                                                attrs["calibration"]["noise"].items()}}
-    warnings = domain.check_store({**attrs, "calibration": noisy}, "store s", "m")
+    warnings = domain.check_store({**attrs, "calibration": noisy}, "store s", "m", 0.02)
     assert len(warnings) == 3 and "g-band noise" in warnings[0]
     assert "no calibration record" in domain.check_store(
-        {k: v for k, v in attrs.items() if k != "calibration"}, "store s", "m")[0]
+        {k: v for k, v in attrs.items() if k != "calibration"}, "store s", "m", 0.02)[0]
 
 
 def test_the_domain_survives_a_round_trip_through_a_dict(synthetic):

@@ -21,17 +21,10 @@ import numpy as np
 
 from ...errors import IngestError
 from ...models.background import measure_background
+from ..layout import ZERO_POINT
 
-__all__ = [
-    "STORE_FLUX_UNIT",
-    "STORE_ZERO_POINT",
-    "BackgroundTally",
-    "Calibration",
-    "resolve_zero_point",
-]
+__all__ = ["BackgroundTally", "Calibration", "resolve_zero_point"]
 
-STORE_FLUX_UNIT = "nanomaggy"
-STORE_ZERO_POINT = 22.5
 SKY_METHOD = ("local: 3-sigma-clipped median of the cutout's outer ring (r > 0.4 side), "
               "per object and band")
 _NANOMAGGY_UNITS = {"nanomaggy", "nanomaggies", "nmgy"}
@@ -46,7 +39,7 @@ def resolve_zero_point(option: float | None, header_zp: float | None, bunit: str
     if header_zp is not None:
         return float(header_zp)
     if bunit and bunit.strip().lower() in _NANOMAGGY_UNITS:
-        return STORE_ZERO_POINT
+        return ZERO_POINT
     msg = (f"{where} gives no zero point (MAGZERO, MAGZP, ... or BUNIT=nanomaggy) in its "
            "header; give --zero-point (the AB magnitude of one pixel unit)")
     raise IngestError(msg)
@@ -62,7 +55,7 @@ class Calibration:
 
     def scale(self) -> np.ndarray:
         """Per-band factor from input units to nanomaggies."""
-        return np.array([10.0 ** (-0.4 * (self.zero_points[b] - STORE_ZERO_POINT))
+        return np.array([10.0 ** (-0.4 * (self.zero_points[b] - ZERO_POINT))
                          for b in self.bands])
 
     def apply(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from astropy.table import Table
 
 from ...errors import IngestError
 from ...fs import redact, resolve
+from ..layout import ZERO_POINT
 from ..validate import find_duplicates
 
 __all__ = ["Catalog", "CatalogColumns", "catalog_from_table", "read_catalog"]
@@ -181,7 +182,7 @@ def catalog_from_table(table: Table, columns: CatalogColumns, where: str) -> Cat
         if columns.photometry_unit == "mag":
             # Sentinels such as -9999 or 99 mean "not measured".
             values = np.where((values > -5) & (values < 40), values, np.nan)
-            values = 10.0 ** ((22.5 - values) / 2.5)
+            values = 10.0 ** ((ZERO_POINT - values) / 2.5)
         photometry[band] = values.astype(np.float32)
     used = {find(columns.ra), find(columns.dec), *(find(c) for c in columns.exclude),
             *(find(c) for c in columns.photometry.values()), *(find(c) for c in columns.id_from)}

@@ -22,7 +22,7 @@ from ...flags import Flag
 from ...fs import join, normalize, redact
 from ..layout import StoreSpec
 from ._units import ingest_units
-from .calibrate import STORE_FLUX_UNIT, Calibration, resolve_zero_point
+from .calibrate import Calibration, resolve_zero_point
 from .catalog import Catalog, CatalogColumns, read_catalog
 from .fits_io import (
     CutoutFileError,
@@ -148,7 +148,7 @@ def ingest_cutouts(
         n_objects=len(catalog), bands=bands, height=size, width=size,
         labels=tuple(catalog.labels), photometry=bool(catalog.photometry), dtype=dtype,
         chunk_objects=chunk_objects, shard_chunks=shard_chunks, compression=compression,
-        survey=survey, pixel_scale=pixel_scale, flux_unit=STORE_FLUX_UNIT,
+        survey=survey, pixel_scale=pixel_scale,
     )
     calibration = Calibration(bands, dict.fromkeys(bands, zero_point),
                               subtract_sky=not sky_subtracted)

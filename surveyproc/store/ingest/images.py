@@ -24,7 +24,7 @@ from ...flags import Flag
 from ...fs import normalize, redact
 from ..layout import StoreSpec
 from ._units import ingest_units
-from .calibrate import STORE_FLUX_UNIT, Calibration, resolve_zero_point
+from .calibrate import Calibration, resolve_zero_point
 from .catalog import Catalog
 from .fits_io import header_psf_fwhm, header_zero_point, open_image, pixel_scale_arcsec
 from .report import IngestReport
@@ -139,7 +139,7 @@ def ingest_images(
         n_objects=len(catalog), bands=tuple(resolved), height=size, width=size,
         labels=tuple(catalog.labels), photometry=bool(catalog.photometry), dtype=dtype,
         chunk_objects=chunk_objects, shard_chunks=shard_chunks, compression=compression,
-        survey=survey, pixel_scale=pixel_scale, flux_unit=STORE_FLUX_UNIT,
+        survey=survey, pixel_scale=pixel_scale,
     )
     calibration = Calibration(spec.bands, zero_points, subtract_sky=not sky_subtracted)
     provenance = {"generator": "surveyproc.store.ingest.images",

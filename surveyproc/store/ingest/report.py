@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ...flags import Flag
+from ... import flags as quality_flags
 from .calibrate import BackgroundTally
 
 __all__ = ["IngestReport"]
@@ -42,11 +42,8 @@ class IngestReport:
         """Add a unit's flags to the totals."""
         self.n_objects += int(flags.size)
         self.n_clean += int(np.count_nonzero(flags == 0))
-        for flag in Flag:
-            hits = int(np.count_nonzero(flags & flag))
-            if hits:
-                name = str(flag.name)
-                self.flags[name] = self.flags.get(name, 0) + hits
+        for name, hits in quality_flags.count(flags).items():
+            self.flags[name] = self.flags.get(name, 0) + hits
 
     def merge(self, other: IngestReport) -> IngestReport:
         """Fold ``other`` into this report (returns self)."""

@@ -20,7 +20,7 @@ from ...fs import is_process_local
 from ...ops.ray_runtime import map_units
 from ..batch import CutoutBatch
 from ..create import StoreWriter, create_store
-from ..layout import StoreSpec
+from ..layout import ZERO_POINT, StoreSpec
 from ..open import SurveyStore, open_store
 from ..shards import Shard, plan_shards
 from .physics import BLOCK, MEDIAN_SEEING, Galaxies, draw_block
@@ -176,7 +176,7 @@ def _calibration(config: SynthConfig) -> dict[str, Any]:
     generator's median sky noise (depth multiplier 1) and median seeing per band."""
     noise = config.sky_sigma()
     return {"input_unit": "nanomaggy (synthetic)",
-            "input_zero_points": dict.fromkeys(config.bands, 22.5), "sky_subtracted": True,
+            "input_zero_points": dict.fromkeys(config.bands, ZERO_POINT), "sky_subtracted": True,
             "sky_method": "drawn without sky", "sky_before_subtraction": dict.fromkeys(
                 config.bands, 0.0),
             "noise": {b: float(v) for b, v in zip(config.bands, noise, strict=True)},
