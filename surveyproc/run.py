@@ -121,7 +121,9 @@ def _run_stages(job: JobSpec) -> RunResult:
                                 f"{inferred.cutouts_per_s:,.0f} cutouts/s{ood})")
     if report is not None:
         summary["report"] = report.report
-        artifacts["report"] = report.report
+        summary["off_calibration"] = report.off_calibration
+        off = sum(len(bins) for bins in report.off_calibration.values())
+        artifacts["report"] = report.report + (f" ({off} bins off calibration)" if off else "")
     fs, path = resolve(summary_url, job.output.storage_options)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "w") as f:

@@ -146,7 +146,7 @@ def _synthetic_flags(start: int, n: int, every: int | None) -> np.ndarray:
 def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096,
                       n_features: int = 64, k: int = 4, pdf_scale: float | None = 1.0,
                       z_error: float = 0.02, n_bins: int = 180, seed: int = 0,
-                      ood_every: int | None = None,
+                      ood_every: int | None = None, overconfident_above: float | None = None,
                       storage_options: dict | None = None) -> None:
     """Write a catalog for ``store`` the way ``surveyproc infer`` would, without images.
 
@@ -159,7 +159,9 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
     times the true error: 1 is calibrated, < 1 over-confident, > 1
     under-confident.  Sparse activations: k of ``n_features`` features, the
     first of which tracks metallicity.  With ``ood_every``, objects whose row is a
-    multiple of it carry the OUT_OF_DISTRIBUTION flag.
+    multiple of it carry the OUT_OF_DISTRIBUTION flag.  With ``overconfident_above``,
+    galaxies whose true redshift exceeds it get PDFs three times too narrow (a
+    miscalibrated corner of the survey).
     """
     import pyarrow as pa
 
@@ -216,6 +218,8 @@ def synthetic_catalog(url: str, store: SurveyStore, *, rows_per_part: int = 4096
             act_val_column(): list_column(val.astype(np.float32))}
         if pdf_scale is not None:
             width = pdf_scale * sigma
+            if overconfident_above is not None:
+                width = np.where(z > overconfident_above, width / 3, width)
             pdf = np.exp(-0.5 * ((centres[None] - z_hat[:, None]) / width[:, None]) ** 2)
             pdf /= pdf.sum(axis=1, keepdims=True) * grid.width
             outputs = density_outputs(pdf, "redshift", grid)

@@ -15,6 +15,7 @@ import pytest
 from surveyproc import __version__
 from surveyproc.cli import main
 from surveyproc.errors import IngestError, JobSpecError
+from surveyproc.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +41,11 @@ def test_synth_then_info_in_one_process(tmp_path, capsys):
     assert "objects     50" in text and "bands       g r" in text
     assert "16 objects per chunk (4 chunks), not sharded, zstd" in text
     assert "metallicity" in text and "redshift" in text
+    # a label's unit (what report axes carry) and what it means, said apart
+    assert "12+log(O/H); gas-phase, in the fibre; NaN for AGN or weak lines" in text
+    attrs = open_store(url).attrs
+    assert attrs["label_units"]["metallicity"] == "12+log(O/H)"
+    assert attrs["label_notes"]["agn"] == "1 = AGN, 0 = not"
     assert main(["synth", url, "--n", "5", "--serial"]) == 2
     assert "already exists" in capsys.readouterr().err
 

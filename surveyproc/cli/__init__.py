@@ -193,6 +193,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     job = load_job(args.job, args.set)
     result = aggregate_job(job, prepare_store(job, synthesise=False))
     print(f"report: {result.report} ({result.rows:,} galaxies in {result.seconds:.1f} s)")
+    if (warning := result.warning()) is not None:
+        print(warning)
     return 0
 
 

@@ -36,7 +36,13 @@ from ..models.targets import resolve_targets, values_from_labels
 from ..redact import redact
 from ..store import SurveyStore
 from ..store.layout import ZERO_POINT
-from .calibration import CalibrationSums, calibration_partial, finish_calibration
+from .calibration import (
+    ALL,
+    CalibrationSums,
+    Group,
+    calibration_partial,
+    finish_calibration,
+)
 from .features import FeatureStatistics, FeatureSums, feature_partial, finish_features
 from .frames import catalog_frame, join_labels, labels_frame, list_values
 
@@ -48,6 +54,8 @@ BPT_LINES = ("flux_nii", "flux_halpha", "flux_oiii", "flux_hbeta")
 MAG_EDGES = (14.0, 16.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 24.0)
 TARGET_BINS = 5
 BPT_SAMPLE = 20_000
+#: Labels read to find the plotted range of a target without a PDF grid.
+RANGE_SAMPLE = 65_536
 #: Rows reduced at a time within a partition (bounds the working memory of a worker).
 ROWS_PER_STEP = 8192
 
@@ -92,6 +100,9 @@ class AggregateSpec:
     bpt: bool
     plugins: list[str] = field(default_factory=list)
     sample_rows: int = 0
+    units: dict[str, str] = field(default_factory=dict)  # each target's unit
+    #: Range of each target's figures and bins: its PDF grid, else its labels' spread.
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def sparse(self) -> list[ModelColumns]:
@@ -150,9 +161,37 @@ def plan_aggregate(schema: CatalogSchema, store: SurveyStore,
     mag_band = "r" if "r" in bands else (bands[-1] if bands else None)
     zero_point = (float(store.attrs.get("zero_points", {}).get(mag_band, ZERO_POINT))
                   if mag_band else 0)
+    units = {t: u for m in schema.models for t, u in zip(m.targets, m.units, strict=True)}
+    ranges = {t: (m.grid.low, m.grid.high) for m in schema.models if m.grid is not None
+              for t in m.targets}
+    ungridded = [t for m in schema.models for t in m.targets if t not in ranges]
+    ranges.update(_label_ranges(store, ungridded))
     return AggregateSpec(list(schema.models), targets, list(store.label_names), mag_band,
                          zero_point, all(b in store.label_names for b in BPT_LINES),
-                         list(plugins or []))
+                         list(plugins or []), units=units, ranges=ranges)
+
+
+def _label_ranges(store: SurveyStore, targets: list[str]) -> dict[str, tuple[float, float]]:
+    """The 0.5-99.5 percentile range, widened by 5 % each side, of each target's true
+    values among the store's first :data:`RANGE_SAMPLE` objects (objects are in no
+    particular order of the targets, so a leading sample stands for the survey)."""
+    if not targets:
+        return {}
+    specs = resolve_targets(targets, list(store.label_names))
+    n = min(store.n_objects, RANGE_SAMPLE)
+    names = {s.label for s in specs} | {s.error_label for s in specs if s.error_label}
+    columns = {name: np.asarray(store.array(f"labels/{name}")[:n]) for name in names}
+    values = values_from_labels(columns, n, specs)
+    out = {}
+    for j, spec in enumerate(specs):
+        known = values[:, j][np.isfinite(values[:, j])]
+        if not len(known):
+            out[spec.name] = (0.0, 1.0)
+            continue
+        low, high = np.percentile(known.astype(np.float64), [0.5, 99.5])
+        pad = 0.05 * (high - low) or 0.5
+        out[spec.name] = (float(low - pad), float(high + pad))
+    return out
 
 
 @dataclass
@@ -174,18 +213,28 @@ class Partial:
                        self.rows + other.rows, dict(Counter(self.flags) + Counter(other.flags)))
 
 
-def _groups(spec: AggregateSpec, target: str, grid: Grid,
-            truth: np.ndarray, mag: np.ndarray | None) -> tuple[list[str], list[np.ndarray]]:
-    names, masks = ["all"], [np.ones(len(truth), dtype=bool)]
+def with_unit(text: str, unit: str) -> str:
+    """``text [unit]``, or ``text`` for a dimensionless quantity."""
+    return f"{text} [{unit}]" if unit else text
+
+
+def _groups(spec: AggregateSpec, target: str, truth: np.ndarray,
+            mag: np.ndarray | None) -> tuple[list[Group], list[np.ndarray]]:
+    """All galaxies, bins of magnitude, and :data:`TARGET_BINS` bins of the target's truth
+    over its range (names stay short; ``by`` carries the quantity's unit)."""
+    groups, masks = [ALL], [np.ones(len(truth), dtype=bool)]
+    unit = spec.units.get(target, "")
     if mag is not None:
+        by = f"{spec.mag_band}-band magnitude [AB mag]"
         for a, b in itertools.pairwise(MAG_EDGES):
-            names.append(f"{spec.mag_band} {a:g}-{b:g}")
+            groups.append(Group(f"{spec.mag_band} {a:g}-{b:g} mag", by, a, b))
             masks.append((mag >= a) & (mag < b))
-    edges = np.linspace(grid.low, grid.high, TARGET_BINS + 1)
-    for a, b in itertools.pairwise(edges):
-        names.append(f"{target} {a:.3g}-{b:.3g}")
+    by = with_unit(f"true {target}", unit)
+    low, high = spec.ranges[target]
+    for a, b in itertools.pairwise(np.linspace(low, high, TARGET_BINS + 1)):
+        groups.append(Group(f"{target} {a:.3g}-{b:.3g}", by, float(a), float(b)))
         masks.append((truth >= a) & (truth < b))
-    return names, masks
+    return groups, masks
 
 
 def partial_sums(frame: pd.DataFrame, spec: AggregateSpec, seed: int) -> Partial:
@@ -239,12 +288,12 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
         settings = spec.targets[target]
         point = frame[spec.point_column(target)].to_numpy(dtype=np.float64, na_value=np.nan)
         grid = grids.get(target)
-        groups, masks = (_groups(spec, target, grid, truth[target], mag) if grid
-                         else (["all"], [np.ones(n, dtype=bool)]))
+        groups, masks = _groups(spec, target, truth[target], mag)
         pdf = list_values(frame[pdf_column(target)]) if grid else None
         result.calibration[target] = calibration_partial(
             truth[target], point, masks, groups, relative=settings.relative_error,
-            thresholds=tuple(settings.outliers), pdf=pdf, grid=grid)
+            thresholds=tuple(settings.outliers), pdf=pdf, grid=grid,
+            joint_range=spec.ranges[target])
     for name, aggregator in aggregators.items():
         result.kinds[name] = aggregator.partial(frame, {**label_columns, **truth})
     return result
@@ -269,6 +318,8 @@ class Aggregates:
     calibration: dict[str, pd.DataFrame]
     pit_hist: dict[str, np.ndarray]  # all galaxies, PIT_BINS bins on [0, 1]
     spec: AggregateSpec
+    #: Per target: its (truth, estimate) histogram's counts and how many fell off it.
+    joint: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
     kinds: dict[str, Any] = field(default_factory=dict)  # kind aggregators' results by model
     parts: CommittedParts | None = None  # which shards were read
     flags: dict[str, int] = field(default_factory=dict)  # objects per quality flag set
@@ -317,6 +368,8 @@ def aggregate_catalog(catalog_url: str, store: SurveyStore,
                    for target, sums in total.calibration.items()}
     pit_hist = {target: sums.pit_hist[0] for target, sums in total.calibration.items()
                 if sums.has_pdf}
+    joint = {target: (sums.joint, sums.joint_outside)
+             for target, sums in total.calibration.items()}
     flags = {str(f.name): total.flags[str(f.name)] for f in Flag if str(f.name) in total.flags}
     return Aggregates(total.rows, time.perf_counter() - started, features, calibration,
-                      pit_hist, spec, kinds, parts, flags)
+                      pit_hist, spec, joint, kinds, parts, flags)

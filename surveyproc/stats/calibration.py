@@ -20,25 +20,46 @@ merged histograms, so memory does not grow with rows:
   [-1, 1] in steps of 1e-4 (errors outside count as far from the median).
 
 The PDF is read as piecewise constant within bins (the same reading as the
-catalog's quantiles).
+catalog's quantiles).  A 2-D histogram of (truth, estimate) over the target's
+range gives the estimate-vs-truth figure at any catalog size.
+
+Each bin's row gets a ``note``: ``few objects`` below :data:`MIN_BIN_OBJECTS`
+(its statistics are noise: the report marks it and leaves it out of figures
+and checks), or why it is off calibration -- 68 % coverage more than
+:data:`COVERAGE_MARGIN_68` from 0.68, 95 % coverage more than
+:data:`COVERAGE_MARGIN_95` from 0.95, or a median error larger than
+:data:`BIAS_MARGIN` times the whole catalog's sigma_NMAD.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..catalog.pdf import bin_mass, cdf_at_edges
 from ..models.grid import Grid
 
-__all__ = ["SIGMA_NMAD_CONVENTION", "CalibrationSums", "anderson_ksamp_binned",
-           "calibration_partial", "crps", "finish_calibration", "pit_values"]
+__all__ = ["BIAS_MARGIN", "COVERAGE_MARGIN_68", "COVERAGE_MARGIN_95", "FEW_OBJECTS",
+           "MIN_BIN_OBJECTS", "SIGMA_NMAD_CONVENTION", "CalibrationSums", "Group",
+           "anderson_ksamp_binned", "calibration_partial", "crps", "finish_calibration",
+           "off_calibration", "pit_values"]
 
 PIT_BINS = 10_000
 DZ_RANGE = 1.0
 DZ_BINS = 20_000
+#: Bins per axis of the (truth, estimate) histogram behind the estimate-vs-truth figure.
+JOINT_BINS = 120
+#: A bin with fewer galaxies is marked and left out of figures and calibration checks.
+MIN_BIN_OBJECTS = 30
+#: How far a bin's interval coverage may stray from nominal before it is called off.
+COVERAGE_MARGIN_68 = 0.10
+COVERAGE_MARGIN_95 = 0.05
+#: A bin's median error beyond this many times the catalog's sigma_NMAD is called off.
+BIAS_MARGIN = 0.5
+FEW_OBJECTS = "few objects"
 
 
 #: How sigma_NMAD is computed, as the report states it.
@@ -86,11 +107,29 @@ def crps(pdf: np.ndarray, truth: np.ndarray, grid: Grid) -> np.ndarray:
     return f2 - 2 * above + (high - y) + np.abs(truth - y)
 
 
+@dataclass(frozen=True)
+class Group:
+    """Galaxies the statistics are given for: all of them, or a bin of one quantity.
+
+    ``by`` names the binned quantity with its unit (``r-band magnitude [AB mag]``,
+    ``true redshift``), so tables and figure axes can say what the bin edges mean.
+    """
+
+    name: str
+    by: str = ""
+    low: float = math.nan
+    high: float = math.nan
+
+
+ALL = Group("all")
+
+
 @dataclass
 class CalibrationSums:
-    """Mergeable per-group sums of one target (group 0 = all galaxies)."""
+    """Mergeable per-group sums of one target (group 0 = all galaxies), and the
+    (truth, estimate) histogram of all galaxies over ``joint_range``."""
 
-    groups: list[str]
+    groups: list[Group]
     n: np.ndarray  # (G,)
     pit_hist: np.ndarray  # (G, PIT_BINS)
     dz_hist: np.ndarray  # (G, DZ_BINS)
@@ -103,15 +142,19 @@ class CalibrationSums:
     outliers: np.ndarray  # (G, thresholds)
     thresholds: tuple[float, ...]
     has_pdf: bool
+    joint_range: tuple[float, float] = (0.0, 1.0)
+    joint: np.ndarray = field(default_factory=lambda: np.zeros((JOINT_BINS, JOINT_BINS)))
+    joint_outside: float = 0.0  # galaxies with truth or estimate off the joint histogram
 
     @classmethod
-    def empty(cls, groups: list[str], has_pdf: bool,
-              thresholds: tuple[float, ...] = ()) -> CalibrationSums:
+    def empty(cls, groups: list[Group], has_pdf: bool, thresholds: tuple[float, ...] = (),
+              joint_range: tuple[float, float] = (0.0, 1.0)) -> CalibrationSums:
         g = len(groups)
         pit = np.zeros((g, PIT_BINS)) if has_pdf else np.zeros((g, 0))
         return cls(groups, np.zeros(g), pit, np.zeros((g, DZ_BINS)), np.zeros(g), np.zeros(g),
                    np.zeros(g), np.zeros(g), np.zeros(g), np.zeros(g),
-                   np.zeros((g, len(thresholds))), tuple(thresholds), has_pdf)
+                   np.zeros((g, len(thresholds))), tuple(thresholds), has_pdf,
+                   tuple(joint_range))  # type: ignore[arg-type]
 
     def __add__(self, other: CalibrationSums) -> CalibrationSums:
         return CalibrationSums(self.groups, self.n + other.n, self.pit_hist + other.pit_hist,
@@ -119,16 +162,22 @@ class CalibrationSums:
                                self.dz_sum + other.dz_sum,
                                self.crps_sum + other.crps_sum, self.cover68 + other.cover68,
                                self.cover95 + other.cover95, self.outside + other.outside,
-                               self.outliers + other.outliers, self.thresholds, self.has_pdf)
+                               self.outliers + other.outliers, self.thresholds, self.has_pdf,
+                               self.joint_range, self.joint + other.joint,
+                               self.joint_outside + other.joint_outside)
 
 
 def calibration_partial(truth: np.ndarray, point: np.ndarray, group_masks: list[np.ndarray],
-                        groups: list[str], *, relative: bool = False,
+                        groups: list[Group], *, relative: bool = False,
                         thresholds: tuple[float, ...] = (), pdf: np.ndarray | None = None,
-                        grid: Grid | None = None) -> CalibrationSums:
+                        grid: Grid | None = None,
+                        joint_range: tuple[float, float] = (0.0, 1.0)) -> CalibrationSums:
     """Sums of one partition; ``group_masks[g]`` selects the rows of group ``g``."""
-    sums = CalibrationSums.empty(groups, pdf is not None, thresholds)
+    sums = CalibrationSums.empty(groups, pdf is not None, thresholds, joint_range)
     known = np.isfinite(truth) & np.isfinite(point)
+    sums.joint = np.histogram2d(truth[known], point[known], bins=JOINT_BINS,
+                                range=[joint_range, joint_range])[0]
+    sums.joint_outside = float(known.sum() - sums.joint.sum())
     dz = (point - truth) / (1 + truth) if relative else point - truth
     pit = score = outside = None
     if pdf is not None and grid is not None:
@@ -261,7 +310,7 @@ def anderson_ksamp_binned(hist: np.ndarray) -> float:
 
 
 def finish_calibration(sums: CalibrationSums) -> list[dict[str, float | str]]:
-    """One row of statistics per group."""
+    """One row of statistics per group, each with its :func:`bin_note`."""
     rows: list[dict[str, float | str]] = []
     for g, group in enumerate(sums.groups):
         n = sums.n[g]
@@ -269,7 +318,8 @@ def finish_calibration(sums: CalibrationSums) -> list[dict[str, float | str]]:
             continue
         median, nmad = _sigma_nmad(sums.dz_hist[g], n, sums.dz_below[g])
         row: dict[str, float | str] = {
-            "group": group, "n": float(n), "bias_mean": float(sums.dz_sum[g] / n),
+            "group": group.name, "binned_by": group.by, "bin_low": group.low,
+            "bin_high": group.high, "n": float(n), "bias_mean": float(sums.dz_sum[g] / n),
             "bias_median": median, "sigma_nmad": nmad}
         for j, threshold in enumerate(sums.thresholds):
             row[f"outlier_frac_{threshold:g}"] = float(sums.outliers[g, j] / n)
@@ -280,4 +330,31 @@ def finish_calibration(sums: CalibrationSums) -> list[dict[str, float | str]]:
                         "coverage_95": float(sums.cover95[g] / n),
                         "outside_grid": float(sums.outside[g])})
         rows.append(row)
+    overall = next((r for r in rows if r["group"] == ALL.name), None)
+    scatter = float(overall["sigma_nmad"]) if overall else math.nan
+    for row in rows:
+        row["note"] = bin_note(row, scatter) if row["group"] != ALL.name else ""
     return rows
+
+
+def off_calibration(table: Any) -> list[dict[str, Any]]:
+    """The bins of a finished calibration table (a DataFrame) called off: group, n, why."""
+    return [{"group": str(row.group), "n": int(row.n), "why": str(row.note)}
+            for row in table.itertuples()
+            if row.group != ALL.name and row.note not in ("", FEW_OBJECTS)]
+
+
+def bin_note(row: dict[str, float | str], catalog_sigma_nmad: float) -> str:
+    """'' for a bin within the margins, :data:`FEW_OBJECTS`, or what is off and by how much."""
+    if float(row["n"]) < MIN_BIN_OBJECTS:
+        return FEW_OBJECTS
+    off = []
+    for column, nominal, margin in (("coverage_68", 0.68, COVERAGE_MARGIN_68),
+                                    ("coverage_95", 0.95, COVERAGE_MARGIN_95)):
+        value = row.get(column)
+        if value is not None and abs(float(value) - nominal) > margin:
+            off.append(f"{column} {float(value):.2f} (nominal {nominal:.2f})")
+    bias = float(row["bias_median"])
+    if math.isfinite(catalog_sigma_nmad) and abs(bias) > BIAS_MARGIN * catalog_sigma_nmad:
+        off.append(f"median error {bias:+.3g} (catalog sigma_NMAD {catalog_sigma_nmad:.3g})")
+    return "; ".join(off)

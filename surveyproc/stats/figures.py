@@ -1,6 +1,7 @@
 """Figures of the report (matplotlib, Agg): feature frequencies, explained variance,
-exemplar montages, BPT diagrams, correlation matrices, PIT histograms and
-calibration by bin.  Each function writes one PNG and returns its file name."""
+exemplar montages, BPT diagrams, correlation matrices, PIT histograms, estimate
+vs truth, and calibration by bin.  Each function writes one PNG and returns its
+file name; every binned axis says its quantity and unit."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter
 
-__all__ = ["bpt_figure", "calibration_figure", "correlation_figure", "explained_figure",
-           "frequency_figure", "kauffmann03", "kewley01", "montage_figure", "pit_figure"]
+__all__ = ["bpt_figure", "calibration_figure", "correlation_figure", "estimate_figure",
+           "explained_figure", "frequency_figure", "kauffmann03", "kewley01",
+           "montage_figure", "pit_figure"]
 
 DPI = 90
 
@@ -48,10 +52,12 @@ def explained_figure(explained: pd.DataFrame, out: Path, name: str) -> str:
     return _save(fig, out, name)
 
 
-def montage_figure(rows: list[tuple[int, list[np.ndarray]]], out: Path, name: str) -> str:
-    """``rows``: (feature, [rgb image (h, w, 3) uint8 ...]) per feature."""
+def montage_figure(rows: list[tuple[int, list[tuple[int, np.ndarray]]]], out: Path,
+                   name: str) -> str:
+    """``rows``: (feature, [(object id, rgb image (h, w, 3) uint8) ...]) per feature; each
+    cutout is titled with its object id, so a reader can look the galaxy up."""
     n_cols = max((len(images) for _, images in rows), default=1)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.3 * n_cols, 1.35 * len(rows)),
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.3 * n_cols, 1.5 * len(rows)),
                              squeeze=False)
     for r, (feature, images) in enumerate(rows):
         for c in range(n_cols):
@@ -59,7 +65,9 @@ def montage_figure(rows: list[tuple[int, list[np.ndarray]]], out: Path, name: st
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(images):
-                ax.imshow(images[c], origin="lower")
+                object_id, image = images[c]
+                ax.imshow(image, origin="lower")
+                ax.set_title(f"id {object_id}", fontsize=6, pad=2)
             else:
                 ax.axis("off")
         axes[r][0].set_ylabel(f"feature {feature}", fontsize=8)
@@ -130,17 +138,77 @@ def pit_figure(hist: np.ndarray, target: str, out: Path, name: str, bins: int = 
     return _save(fig, out, name)
 
 
+def estimate_figure(counts: np.ndarray, value_range: tuple[float, float], truth_label: str,
+                    estimate_label: str, out: Path, name: str, *, relative: bool = False,
+                    thresholds: tuple[float, ...] = ()) -> str:
+    """Estimate against truth as a 2-D histogram coloured by galaxies per cell (log
+    scale), the one-to-one line, and the outlier boundaries of the target's thresholds
+    (``|e - t| > threshold (1 + t)`` for relative errors, ``> threshold`` otherwise)."""
+    low, high = value_range
+    edges = np.linspace(low, high, counts.shape[0] + 1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    shown = np.where(counts > 0, counts, np.nan)
+    top = max(float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0, 1.0)
+    mesh = ax.pcolormesh(edges, edges, shown.T, cmap="viridis", norm=LogNorm(1, max(top, 2)),
+                         rasterized=True)
+    bar = fig.colorbar(mesh, ax=ax, label="galaxies per cell")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    bar.ax.yaxis.set_major_formatter(plain)
+    bar.ax.yaxis.set_minor_formatter(plain)
+    line = np.linspace(low, high, 100)
+    ax.plot(line, line, "k-", lw=0.8, label="estimate = truth")
+    for i, threshold in enumerate(thresholds):
+        offset = threshold * (1 + line) if relative else np.full_like(line, threshold)
+        label = (f"|error| = {threshold:g}" + (" (1 + truth)" if relative else ""))
+        style = ("--", ":", "-.")[i % 3]
+        ax.plot(line, line + offset, "r" + style, lw=0.8, label=label)
+        ax.plot(line, line - offset, "r" + style, lw=0.8)
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel(truth_label)
+    ax.set_ylabel(estimate_label)
+    ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, out, name)
+
+
 def calibration_figure(table: pd.DataFrame, target: str, out: Path, name: str) -> str:
-    """sigma_NMAD and 68 % coverage in each bin of magnitude and of the target."""
-    bins = table[table["group"] != "all"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    axes[0].bar(range(len(bins)), bins["sigma_nmad"], color="tab:orange")
-    axes[0].set_ylabel("sigma_NMAD")
+    """sigma_NMAD, median error and (for PDFs) 68 % / 95 % coverage against the centre of
+    each bin, one column per binned quantity (its unit on the axis); bins with a note of
+    too few objects are left out, bins off calibration drawn in red."""
+    from .calibration import FEW_OBJECTS
+
+    bins = table[(table["group"] != "all") & (table["note"] != FEW_OBJECTS)]
+    quantities = list(dict.fromkeys(bins["binned_by"]))
+    panels = [("sigma_nmad", "sigma_NMAD"), ("bias_median", "median error")]
     if "coverage_68" in bins:
-        axes[1].bar(range(len(bins)), bins["coverage_68"], color="tab:green")
-        axes[1].axhline(0.68, color="k", ls="--", lw=1)
-    axes[1].set_ylabel("68 % interval coverage")
-    for ax in axes:
-        ax.set_xticks(range(len(bins)), list(bins["group"]), rotation=60, ha="right", fontsize=7)
-    fig.suptitle(target, fontsize=10)
+        panels.append(("coverage", "interval coverage"))
+    fig, axes = plt.subplots(len(panels), max(len(quantities), 1),
+                             figsize=(4.2 * max(len(quantities), 1), 2.3 * len(panels)),
+                             squeeze=False, sharex="col")
+    for col, quantity in enumerate(quantities):
+        rows = bins[bins["binned_by"] == quantity]
+        centre = ((rows["bin_low"] + rows["bin_high"]) / 2).to_numpy()
+        half = ((rows["bin_high"] - rows["bin_low"]) / 2).to_numpy()
+        off = (rows["note"] != "").to_numpy()
+        for row, (column, label) in enumerate(panels):
+            ax = axes[row][col]
+            series = ([("coverage_68", 0.68), ("coverage_95", 0.95)] if column == "coverage"
+                      else [(column, 0.0 if column == "bias_median" else None)])
+            for (series_column, nominal), colour in zip(series, ("tab:blue", "tab:green"),
+                                                        strict=False):
+                values = rows[series_column].to_numpy()
+                ax.errorbar(centre, values, xerr=half, fmt="o", ms=3, color=colour, lw=0.8,
+                            label=(series_column.replace("coverage_", "") + " % interval"
+                                   if column == "coverage" else None))
+                ax.plot(centre[off], values[off], "o", ms=6, mfc="none", color="tab:red")
+                if nominal is not None:
+                    ax.axhline(nominal, color="k", ls="--", lw=0.8)
+            if column == "sigma_nmad":  # from zero, so bins' scatter compares by eye
+                ax.set_ylim(0, 1.15 * max(float(np.nanmax(rows[column])), 1e-6))
+            if col == 0:
+                ax.set_ylabel(label)
+                if column == "coverage":
+                    ax.legend(fontsize=7)
+        axes[-1][col].set_xlabel(quantity)
+    fig.suptitle(f"{target} by bin (red rings: off calibration)", fontsize=10)
     return _save(fig, out, name)

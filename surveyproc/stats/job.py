@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import CheckpointNotFoundError
 from ..fs import is_local, join, normalize, resolve
@@ -13,6 +14,7 @@ from ..jobs import JobSpec
 from ..models import Checkpoint, load_checkpoint
 from ..store import SurveyStore
 from .aggregate import aggregate_catalog, dask_client
+from .calibration import off_calibration
 from .report import write_report
 
 __all__ = ["AggregateResult", "aggregate_job"]
@@ -25,6 +27,17 @@ class AggregateResult:
     report: str
     rows: int
     seconds: float
+    #: Per target, its bins off calibration (group, n, why), as the report lists them.
+    off_calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def warning(self) -> str | None:
+        """One line naming the bins off calibration, or None when there are none."""
+        named = [f"{b['group']}" for bins in self.off_calibration.values() for b in bins]
+        if not named:
+            return None
+        shown = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
+        return (f"warning: {len(named)} bins off calibration ({shown}); the report's "
+                "calibration sections say why")
 
 
 def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
@@ -42,14 +55,17 @@ def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
         except CheckpointNotFoundError:
             log.info("model %s: no checkpoint; its kind's report section gets none",
                      model.name)
+    off = {target: bins for target, table in aggregates.calibration.items()
+           if (bins := off_calibration(table))}
     target = job.outputs.report
     title = f"surveyproc report: {job.name}"
     if is_local(target):
         path = write_report(aggregates, store, Path(normalize(target)), checkpoints, catalog,
                             title)
-        return AggregateResult(str(path), aggregates.rows, aggregates.seconds)
+        return AggregateResult(str(path), aggregates.rows, aggregates.seconds, off)
     with tempfile.TemporaryDirectory(prefix="surveyproc-report-") as tmp:
         write_report(aggregates, store, Path(tmp), checkpoints, catalog, title)
         fs, remote = resolve(target, job.output.storage_options)
         fs.put(f"{tmp}/", remote, recursive=True)
-    return AggregateResult(join(target, "index.html"), aggregates.rows, aggregates.seconds)
+    return AggregateResult(join(target, "index.html"), aggregates.rows, aggregates.seconds,
+                           off)

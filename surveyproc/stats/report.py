@@ -22,25 +22,72 @@ from ..flags import MEANINGS
 from ..kinds import ReportContext, get_kind
 from ..models.checkpoint import Checkpoint
 from ..store import SurveyStore
-from .aggregate import Aggregates
-from .calibration import SIGMA_NMAD_CONVENTION
+from .aggregate import Aggregates, with_unit
+from .calibration import (
+    BIAS_MARGIN,
+    COVERAGE_MARGIN_68,
+    COVERAGE_MARGIN_95,
+    FEW_OBJECTS,
+    MIN_BIN_OBJECTS,
+    SIGMA_NMAD_CONVENTION,
+    off_calibration,
+)
 from .features import FeatureStatistics
 from .figures import (
     bpt_figure,
     calibration_figure,
     correlation_figure,
+    estimate_figure,
     explained_figure,
     frequency_figure,
     montage_figure,
     pit_figure,
 )
 
-__all__ = ["composite", "exemplar_images", "write_report"]
+__all__ = ["COLUMN_MEANINGS", "composite", "exemplar_images", "write_report"]
 
 log = logging.getLogger(__name__)
 
 TOP_FEATURES = 6
 CORRELATION_FEATURES = 24
+#: Columns of the calibration CSV that the HTML table leaves out (the group's name says them).
+BIN_COLUMNS = ("binned_by", "bin_low", "bin_high")
+
+#: What every column of the report's tables means, shown under each table.  Columns
+#: named ``<prefix>_<value>`` (outlier fractions) are found by their prefix.
+COLUMN_MEANINGS = {
+    # quality flags
+    "flag": "quality flag set on the catalog row",
+    "objects": "catalog rows carrying the flag",
+    "share": "those rows as a share of all rows",
+    "meaning": "what the flag says about the estimate",
+    # sparse features
+    "feature": "index of the feature in the sparse layer",
+    "frequency": "share of galaxies in whose top-k the feature is",
+    "mean_activation": "mean activation over the galaxies where it is active",
+    "max_activation": "largest activation in the catalog",
+    "mean_over_all": "mean activation over all galaxies (zero where inactive)",
+    "target": "predicted quantity",
+    "m": "number of most frequent features used",
+    "explained_variance": ("share of the target's variance explained by a least-squares fit "
+                           "on the m most frequent features' activations (R^2)"),
+    # calibration
+    "group": "galaxies the row covers: all, or a bin of magnitude or of the true value",
+    "n": "galaxies in the group with a known truth and estimate",
+    "bias_mean": "mean error of the point estimate",
+    "bias_median": "median error of the point estimate",
+    "sigma_nmad": "robust scatter of the error: 1.4826 x median(|e - median(e)|)",
+    "outlier_frac": "share of galaxies whose |error| exceeds the threshold in the name",
+    "ks": "Kolmogorov-Smirnov distance of the PIT values from uniform (0 = calibrated)",
+    "cvm": "Cramer-von Mises statistic of the PIT values against uniform",
+    "ad": "Anderson-Darling k-sample statistic of the PIT values against uniform (qp's)",
+    "crps": "mean continuous ranked probability score, in the target's unit (lower is better)",
+    "coverage_68": "share of truths inside the PDF's central 68 % interval (nominal 0.68)",
+    "coverage_95": "share of truths inside the PDF's central 95 % interval (nominal 0.95)",
+    "outside_grid": "galaxies whose truth lies outside the PDF's grid",
+    "note": (f"'{FEW_OBJECTS}' under {MIN_BIN_OBJECTS} galaxies (left out of figures and "
+             "checks), else what is off calibration"),
+}
 
 
 def composite(image: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
@@ -58,8 +105,9 @@ def composite(image: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
 
 
 def exemplar_images(store: SurveyStore, exemplars: dict[int, list[int]]
-                    ) -> dict[int, list[np.ndarray]]:
-    """Colour cutouts of each feature's exemplar galaxies, found by object id with Dask."""
+                    ) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """(object id, colour cutout) of each feature's exemplar galaxies, found by object id
+    with Dask."""
     import dask.array as da
 
     wanted = sorted({i for ids in exemplars.values() for i in ids})
@@ -70,16 +118,33 @@ def exemplar_images(store: SurveyStore, exemplars: dict[int, list[int]]
     found = dict(zip(np.asarray(store.array("object_id").get_coordinate_selection(rows)).tolist(),
                      rows.tolist(), strict=True))
     images = store.array("images")
-    out: dict[int, list[np.ndarray]] = {}
+    out: dict[int, list[tuple[int, np.ndarray]]] = {}
     for feature, object_ids in exemplars.items():
-        out[feature] = [composite(np.asarray(images[found[i]]), store.bands)
+        out[feature] = [(i, composite(np.asarray(images[found[i]]), store.bands))
                         for i in object_ids if i in found]
     return out
 
 
+def column_meaning(column: str) -> str:
+    """The :data:`COLUMN_MEANINGS` entry of ``column`` (or of its prefix), else ''."""
+    if column in COLUMN_MEANINGS:
+        return COLUMN_MEANINGS[column]
+    prefix = column.rsplit("_", 1)[0]
+    return COLUMN_MEANINGS.get(prefix, "") if prefix != column else ""
+
+
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}",
-                         border=0, classes="t", na_rep="")
+    """The frame as an HTML table, followed by what each of its columns means."""
+    columns = [str(c) for c in frame.columns]
+    unexplained = [c for c in columns if not column_meaning(c)]
+    if unexplained:
+        log.warning("report table columns without a meaning in COLUMN_MEANINGS: %s",
+                    ", ".join(unexplained))
+    glossary = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(column_meaning(c))}</dd>"
+                       for c in columns if column_meaning(c))
+    table = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}", border=0,
+                          classes="t", na_rep="")
+    return f'{table}<dl class="columns">{glossary}</dl>'
 
 
 def _img(name: str, alt: str) -> str:
@@ -141,7 +206,7 @@ def _flags_section(aggregates: Aggregates, summary: dict[str, Any]) -> str:
         return "\n".join(parts)
     table = pd.DataFrame([{"flag": name, "objects": count, "share": f"{count / rows:.2%}",
                            "meaning": MEANINGS.get(name, "")}
-                          for name, count in aggregates.flags.items()]).set_index("flag")
+                          for name, count in aggregates.flags.items()])
     parts.append(_table(table))
     return "\n".join(parts)
 
@@ -211,33 +276,72 @@ def _feature_section(model: str, stats: FeatureStatistics, store: SurveyStore, o
 
 def _calibration_section(target: str, table: pd.DataFrame, aggregates: Aggregates, out: Path,
                          summary: dict[str, Any]) -> str:
+    """Estimate vs truth, PIT, statistics by bin, and the bins off calibration named."""
     table.to_csv(out / f"calibration_{target}.csv", index=False)
     overall = table[table["group"] == "all"].iloc[0].to_dict() if len(table) else {}
-    summary["calibration"][target] = overall
-    settings = aggregates.spec.targets[target]
-    point = aggregates.spec.point_column(target)
+    spec = aggregates.spec
+    settings = spec.targets[target]
+    unit = spec.units.get(target, "")
+    point = spec.point_column(target)
+    bins = table[table["group"] != "all"]
+    off = off_calibration(table)
+    few = bins[bins["note"] == FEW_OBJECTS]
+    summary["calibration"][target] = {
+        **{k: v for k, v in overall.items() if k not in (*BIN_COLUMNS, "note")},
+        "off_calibration": off, "few_objects": [r.group for r in few.itertuples()]}
     error = (f"({point} - truth)/(1 + truth)" if settings.relative_error
              else f"{point} - truth")
     outliers = (f"; outlier fractions at |error| &gt; "
                 f"{' and '.join(f'{t:g}' for t in settings.outliers)}"
                 if settings.outliers else "")
     outside = ""
-    if "outside_grid" in overall and overall["outside_grid"] > 0:
+    if overall.get("outside_grid", 0) > 0:
         outside = (f" {int(overall['outside_grid']):,} galaxies have a true {html.escape(target)}"
                    " outside the PDF's grid: their PIT is 0 or 1 and their CRPS includes the "
                    "distance to the grid.")
     parts = [f"<h2>{html.escape(target)}: point estimates and calibration</h2>",
-             f"<p>Errors are {html.escape(error)}{outliers}; "
-             f"{html.escape(SIGMA_NMAD_CONVENTION)}.{outside}</p>"]
+             f"<p>Errors are {html.escape(error)}"
+             f"{' in ' + html.escape(unit) if unit and not settings.relative_error else ''}"
+             f"{outliers}; {html.escape(SIGMA_NMAD_CONVENTION)}.{outside}</p>",
+             _off_calibration_text(off, few, target in aggregates.pit_hist)]
+    counts, off_plot = aggregates.joint[target]
+    plotted = (f" {int(off_plot):,} galaxies with truth or estimate outside the plotted "
+               "range are not drawn." if off_plot else "")
+    parts.append(_img(estimate_figure(
+        counts, spec.ranges[target], with_unit(f"true {target}", unit),
+        with_unit(f"estimated {target} ({point})", unit), out, f"estimate_{target}.png",
+        relative=settings.relative_error, thresholds=tuple(settings.outliers)),
+        f"estimated against true {target}"))
+    parts.append(f"<p>Estimate against truth, coloured by galaxies per cell.{plotted}</p>")
     if target in aggregates.pit_hist:
         parts.append(_img(pit_figure(aggregates.pit_hist[target], target, out,
                                      f"pit_{target}.png"), f"PIT histogram of {target}"))
-        if len(table) > 1:
-            parts.append(_img(calibration_figure(table, target, out,
-                                                 f"calibration_{target}.png"),
-                              f"calibration of {target} by bin"))
-    parts.append(_table(table))
+    if len(bins) > len(few):
+        parts.append(_img(calibration_figure(table, target, out, f"calibration_{target}.png"),
+                          f"calibration of {target} by bin"))
+    binned = [b for b in dict.fromkeys(bins["binned_by"]) if b]
+    if binned:
+        parts.append(f"<p>Rows: all galaxies, then bins of {html.escape(' and of '.join(binned))}"
+                     ".</p>")
+    parts.append(_table(table.drop(columns=[c for c in BIN_COLUMNS if c in table])))
     return "\n".join(parts)
+
+
+def _off_calibration_text(off: list[dict[str, Any]], few: pd.DataFrame, has_pdf: bool) -> str:
+    """A paragraph naming each bin off calibration and why, with the criteria used."""
+    criteria = (f"a bin is off when its median error exceeds {BIAS_MARGIN:g} times the "
+                "catalog's sigma_NMAD")
+    if has_pdf:
+        criteria += (f", or its 68 % / 95 % interval coverage strays from nominal by more "
+                     f"than {COVERAGE_MARGIN_68:g} / {COVERAGE_MARGIN_95:g}")
+    few_text = (f" {len(few)} bins with fewer than {MIN_BIN_OBJECTS} galaxies are marked "
+                f"'{FEW_OBJECTS}' and not judged." if len(few) else "")
+    if not off:
+        return f"<p>No bin is off calibration ({criteria}).{few_text}</p>"
+    items = "".join(f"<li><b>{html.escape(b['group'])}</b> ({b['n']:,} galaxies): "
+                    f"{html.escape(b['why'])}</li>" for b in off)
+    return (f'<div class="warning"><p><b>{len(off)} bins off calibration</b> '
+            f"({criteria}):</p><ul>{items}</ul>{few_text}</div>")
 
 
 _PAGE = """<!DOCTYPE html>
@@ -249,6 +353,10 @@ table.t {{ border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }}
 table.t td, table.t th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
 figure {{ margin: 0.5em 0; }} img {{ max-width: 100%; }}
 pre {{ background: #f5f5f5; padding: 0.4em; white-space: pre-wrap; }}
+dl.columns {{ font-size: 11px; color: #555; display: grid;
+  grid-template-columns: max-content auto; gap: 0 1em; margin: -1em 0 1.5em; }}
+dl.columns dd {{ margin: 0; }}
+.warning {{ background: #fff3e0; border-left: 4px solid #e65100; padding: 0.2em 0.8em; }}
 </style></head>
 <body>
 <h1>{title}</h1>

@@ -37,6 +37,7 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
     images = store.array(layout.IMAGES)
     attrs = store.attrs
     units = attrs.get("label_units", {})
+    notes = attrs.get("label_notes", {})
     return {
         "url": store.url,
         "survey": attrs["survey"],
@@ -55,7 +56,7 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
         "compression": compression_name(images.compressors),
         "uncompressed_bytes": int(images.nbytes),
         "stored_bytes": _stored_bytes(store),
-        "labels": {name: {"unit": units.get(name, ""),
+        "labels": {name: {"unit": units.get(name, ""), "note": notes.get(name, ""),
                           **_column_summary(store.read_column(f"{layout.LABELS}/{name}"))}
                    for name in lay.labels},
         "photometry": {band: _column_summary(store.read_column(f"{layout.PHOTOMETRY}/{band}"))
@@ -82,7 +83,8 @@ def _table(rows: dict[str, dict[str, Any]], unit: bool) -> list[str]:
     for name, s in rows.items():
         rng = (f"{s['min']:>11.4g} {s['median']:>11.4g} {s['max']:>11.4g}"
                if "min" in s else f"{'(all missing)':>35}")
-        extra = f"  {s['unit']}" if unit and s.get("unit") else ""
+        said = [s[k] for k in ("unit", "note") if unit and s.get(k)]
+        extra = f"  {'; '.join(said)}" if said else ""
         lines.append(f"    {name:<{width}} {rng} {s['missing']:>9}{extra}")
     return lines
 

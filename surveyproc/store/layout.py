@@ -88,9 +88,11 @@ class StoreSpec:
         Object stores prefer few large objects; local disks do not care.
     compression
         ``"zstd"``, ``"blosc"`` (lz4 + byte shuffle, fastest to decode) or ``"none"``.
-    survey, pixel_scale, flux_unit, zero_points, label_units
+    survey, pixel_scale, flux_unit, zero_points, label_units, label_notes
         Group attributes: survey name, arcsec per pixel, pixel unit, AB zero
-        point per band (default 22.5, i.e. nanomaggies), unit of each label.
+        point per band (default 22.5, i.e. nanomaggies), unit of each label
+        (a unit only: report axes are labelled with it), and what a label means
+        where its name and unit do not say it.
     calibration
         How the pixels were calibrated (``sky_subtracted``, per-band ``noise``
         and ``psf_fwhm``, the input's zero points); ingest fills it in when it
@@ -112,6 +114,7 @@ class StoreSpec:
     flux_unit: str = FLUX_UNIT
     zero_points: dict[str, float] = field(default_factory=dict)
     label_units: dict[str, str] = field(default_factory=dict)
+    label_notes: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -173,6 +176,7 @@ class StoreSpec:
             "flux_unit": self.flux_unit,
             "zero_points": {b: float(self.zero_points.get(b, ZERO_POINT)) for b in self.bands},
             "label_units": {k: self.label_units.get(k, "") for k in self.labels},
+            "label_notes": {k: v for k, v in self.label_notes.items() if k in self.labels},
             "provenance": provenance,
             "complete": False,
         }

@@ -5,37 +5,19 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.stats as st
 
-from surveyproc.catalog import read_catalog
 from surveyproc.errors import CatalogMismatchError
 from surveyproc.jobs import TargetSettings
 from surveyproc.models import Grid
 from surveyproc.stats import aggregate_catalog, crps, pit_values
 from surveyproc.stats.report import write_report
-from surveyproc.testing import label_store, synthetic_catalog
-from tests.support.servers import browser_check, require_program
+from surveyproc.testing import synthetic_catalog
+from tests.support.catalogs import F, K, N
 
 pytestmark = pytest.mark.slow
-N, F, K = 3000, 24, 4
 GRID = Grid(low=0.0, high=0.4, n_bins=180)
-#: Photo-z conventions, judged on the PDF mean so the test can recompute them from the catalog.
-PHOTO_Z = {"redshift": TargetSettings(relative_error=True, outliers=[0.15, 0.05], point="mean")}
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory, dask_session):
-    root = tmp_path_factory.mktemp("stats")
-    store = label_store(str(root / "labels.zarr"), N, chunk=500, seed=1)
-    synthetic_catalog(str(root / "cat"), store, rows_per_part=1000, n_features=F, k=K,
-                      ood_every=10)
-    table = read_catalog(str(root / "cat")).to_pandas()
-    labels = pd.DataFrame({name: store.read_column(f"labels/{name}")
-                           for name in store.label_names}).astype(np.float64)
-    return store, root, table, labels, aggregate_catalog(str(root / "cat"), store,
-                                                         targets=PHOTO_Z)
 
 
 def _dense(table):
@@ -170,7 +152,7 @@ def test_crps_and_pit_count_the_mass_outside_the_grid(where):
 
 
 def test_objects_with_truth_outside_the_grid_are_counted(small, tmp_path):
-    store = small[0]
+    store = small.store
     synthetic_catalog(str(tmp_path / "cat"), store, rows_per_part=1500, n_features=F, k=K,
                       n_bins=60, seed=2)
     narrow = {"redshift": TargetSettings()}
@@ -199,7 +181,7 @@ def test_anderson_darling_memory_does_not_grow_with_rows():
 
 
 def test_an_unfinished_catalog_is_refused_unless_partial_is_allowed(small, tmp_path):
-    store = small[0]
+    store = small.store
     url = tmp_path / "cat"
     synthetic_catalog(str(url), store, rows_per_part=1000, n_features=F, k=K, seed=4)
     (url / "_manifest.json").unlink()
@@ -214,7 +196,7 @@ def test_an_unfinished_catalog_is_refused_unless_partial_is_allowed(small, tmp_p
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 2.0])
 def test_calibration_separates_calibrated_over_and_under_confident(scale, tmp_path, small):
-    store = small[0]
+    store = small.store
     synthetic_catalog(str(tmp_path / "cat"), store, rows_per_part=1500, n_features=F, k=K,
                       pdf_scale=scale, seed=5)
     row = aggregate_catalog(str(tmp_path / "cat"), store).calibration["redshift"].iloc[0]
@@ -227,37 +209,11 @@ def test_calibration_separates_calibrated_over_and_under_confident(scale, tmp_pa
         assert row["ks"] > 0.1 and row["coverage_68"] > 0.9 and row["coverage_95"] > 0.99
 
 
-def test_report_renders_in_a_headless_browser(small, tmp_path):
-    store, root, _, _, aggregates = small
-    page = write_report(aggregates, store, tmp_path / "report", {}, str(root / "cat"), "test")
-    assert (tmp_path / "report" / "summary.json").exists()
-    assert (tmp_path / "report" / "calibration_redshift.csv").exists()
-    check = browser_check(str(page), str(tmp_path / "shot.png"))
-    require_program("headless Chromium (apt-get install chromium-headless-shell)",
-                    check is not None)
-    assert check is not None
-    assert check.images >= 6 and check.broken == [] and check.console == []
-    assert (tmp_path / "shot.png").stat().st_size > 20_000
-
-
-def test_flags_are_counted_and_out_of_distribution_objects_called_out(small, tmp_path):
-    store, root, _, _, aggregates = small
-    assert aggregates.flags == {"OUT_OF_DISTRIBUTION": N // 10}
-    page = write_report(aggregates, store, tmp_path / "report", {}, str(root / "cat"), "test")
-    text = page.read_text()
-    assert f"{N // 10:,} objects (10.0%) lie outside the models' training distribution" in text
-    assert "extrapolations" in text
-    import json
-
-    assert json.loads((tmp_path / "report" / "summary.json").read_text())["flags"] == {
-        "OUT_OF_DISTRIBUTION": N // 10}
-
-
 def test_surveyproc_aggregate_on_an_unfinished_catalog_exits_2_unless_partial(small, tmp_path,
                                                                                capsys):
     from surveyproc.cli import main
 
-    store = small[0]
+    store = small.store
     url = tmp_path / "cat"
     synthetic_catalog(str(url), store, rows_per_part=1000, n_features=F, k=K, seed=4)
     (url / "_manifest.json").unlink()

@@ -32,21 +32,30 @@ from .settings import SynthConfig
 __all__ = ["LABEL_UNITS", "SynthConfig", "generate", "synthesize"]
 
 _LINE_UNIT = "1e-17 erg/s/cm2"
-#: Labels of a synthetic store and their units.
+#: Labels of a synthetic store and their units (what axes and bins are labelled with).
 LABEL_UNITS: dict[str, str] = {
     "redshift": "",
     "log_mstar": "dex Msun",
     "log_sfr": "dex Msun/yr",
-    "metallicity": "12+log(O/H), fibre, NaN for AGN or weak lines",
-    "agn": "1 = AGN",
+    "metallicity": "12+log(O/H)",
+    "agn": "",
     "log_mbh": "dex Msun",
     "dust_av": "mag",
-    "cos_inclination": "1 = face-on",
-    "bulge_fraction": "B/T by mass",
+    "cos_inclination": "",
+    "bulge_fraction": "",
     "half_light_radius": "arcsec",
     **{f"flux_{line}": _LINE_UNIT for line in ("halpha", "hbeta", "nii", "oiii")},
     **{f"flux_{line}_err": _LINE_UNIT for line in ("halpha", "hbeta", "nii", "oiii")},
 }
+#: What a label means where its name and unit do not say it.
+LABEL_NOTES: dict[str, str] = {
+    "metallicity": "gas-phase, in the fibre; NaN for AGN or weak lines",
+    "agn": "1 = AGN, 0 = not",
+    "cos_inclination": "1 = face-on",
+    "bulge_fraction": "bulge-to-total stellar mass",
+}
+
+
 @dataclass
 class _Block:
     galaxies: Galaxies
@@ -207,7 +216,7 @@ def synthesize(
         chunk_objects=chunk_objects or config.chunk,
         shard_chunks=shard_chunks or config.shard_chunks,
         compression=compression or config.compression, survey="synthetic",
-        pixel_scale=config.arcsec_per_pixel, label_units=LABEL_UNITS,
+        pixel_scale=config.arcsec_per_pixel, label_units=LABEL_UNITS, label_notes=LABEL_NOTES,
         calibration=_calibration(config),
     )
     provenance = {"generator": "surveyproc.store.synth",
