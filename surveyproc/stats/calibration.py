@@ -153,8 +153,7 @@ class CalibrationSums:
         pit = np.zeros((g, PIT_BINS)) if has_pdf else np.zeros((g, 0))
         return cls(groups, np.zeros(g), pit, np.zeros((g, DZ_BINS)), np.zeros(g), np.zeros(g),
                    np.zeros(g), np.zeros(g), np.zeros(g), np.zeros(g),
-                   np.zeros((g, len(thresholds))), tuple(thresholds), has_pdf,
-                   tuple(joint_range))  # type: ignore[arg-type]
+                   np.zeros((g, len(thresholds))), tuple(thresholds), has_pdf, joint_range)
 
     def __add__(self, other: CalibrationSums) -> CalibrationSums:
         return CalibrationSums(self.groups, self.n + other.n, self.pit_hist + other.pit_hist,
