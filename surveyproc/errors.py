@@ -17,6 +17,7 @@ __all__ = [
     "CatalogNotFoundError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
+    "ClusterError",
     "IngestError",
     "InvalidParameterError",
     "JobSpecError",
@@ -61,6 +62,11 @@ class InvalidParameterError(SurveyprocError, ValueError):
 
 class IngestError(SurveyprocError, ValueError):
     """Input files for ingest are missing, unreadable or inconsistent."""
+
+
+class ClusterError(SurveyprocError, ConnectionError):
+    """A remote Ray cluster cannot be used: bad address, unreachable, token refused, no such
+    job."""
 
 
 class JobSpecError(SurveyprocError, ValueError):

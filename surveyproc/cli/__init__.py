@@ -25,6 +25,7 @@ from ._common import (
     layout_kwargs,
     storage_options,
 )
+from .cluster import add_cluster_commands
 from .ingest import add_ingest_commands
 
 __all__ = ["main"]
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="validate and print the job with every default filled in")
     run.set_defaults(func=_cmd_run)
+    add_cluster_commands(commands)
     _accept_global_options(parser)
     return parser
 

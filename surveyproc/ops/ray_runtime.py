@@ -2,7 +2,8 @@
 
 With no address an embedded local Ray starts for the duration of the command
 and stops with it (the laptop default); with an address (``ray://host:10001``
-or a GCS ``host:6379``) the same code joins a cluster.  Usage statistics are
+or a GCS ``host:6379``), or ``RAY_ADDRESS`` set as Ray sets it for a submitted
+job's driver, the same code joins a cluster.  Usage statistics are
 off, and the dashboard only starts when asked for, so tests and laptops do not
 open ports they do not need.
 """
@@ -43,6 +44,8 @@ def ray_runtime(
     if ray.is_initialized():
         yield
         return
+    # a job submitted to a cluster runs its driver with RAY_ADDRESS set: join that cluster
+    address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
