@@ -208,7 +208,12 @@ class MetricsSection(_Section):
     """Prometheus exposition of the running job."""
 
     enabled: bool = True
-    host: str = Field("127.0.0.1", description="Address the /metrics server binds to.")
+    export: Literal["http", "ray"] = Field(
+        "http", description="http: the driver serves /metrics on host:port (a laptop); "
+        "ray: every process records through ray.util.metrics and Ray's per-node metrics "
+        "export serves them (a cluster: what KubeRay's monitoring scrapes).")
+    host: str = Field("127.0.0.1", description="Address the /metrics server binds to "
+                      "(export: http).")
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port (printed).")
 
 

@@ -18,11 +18,11 @@ from typing import Any
 from .errors import StoreNotFoundError
 from .fs import resolve
 from .jobs import JobSpec
-from .ops.ray_runtime import ray_runtime
+from .ops.ray_runtime import job_ray
 from .store import SurveyStore, open_store
 from .store.synth import synthesize
 
-__all__ = ["RunResult", "format_metrics", "job_ray", "prepare_store", "run_job"]
+__all__ = ["RunResult", "format_metrics", "prepare_store", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ class RunResult:
     output: str
     summary: str
     artifacts: dict[str, str] = field(default_factory=dict)
-
-
-def job_ray(job: JobSpec):
-    """The job's Ray (embedded or joined) for the duration of a ``with`` block."""
-    return ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard)
 
 
 def prepare_store(job: JobSpec, *, synthesise: bool = True) -> SurveyStore:

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..models.grid import Grid
 
-__all__ = ["GAUSSIAN_Q16", "PDFSummary", "bin_mass", "cdf_at_edges", "pdf_mode",
-           "summarize_pdfs"]
+__all__ = ["GAUSSIAN_Q16", "PDFSummary", "bin_mass", "cdf_at_edges", "covered", "pdf_mode",
+           "pit_values", "summarize_pdfs"]
 
 #: The 16th/84th percentiles of a Gaussian lie this many sigma from its mean.
 GAUSSIAN_Q16 = 0.994457883
@@ -33,6 +33,33 @@ def bin_mass(pdf: np.ndarray, grid: Grid) -> np.ndarray:
 def cdf_at_edges(mass: np.ndarray) -> np.ndarray:
     """(n, bins + 1) CDF at the bin edges, from :func:`bin_mass`."""
     return np.concatenate([np.zeros((len(mass), 1)), np.cumsum(mass, axis=1)], axis=1)
+
+
+def pit_values(pdf: np.ndarray, truth: np.ndarray, grid: Grid) -> np.ndarray:
+    """CDF of each row's PDF at its true value (0 below the grid, 1 above)."""
+    cdf = cdf_at_edges(bin_mass(pdf, grid))
+    position = np.clip((truth - grid.low) / grid.width, 0.0, grid.n_bins)
+    k = np.minimum(position.astype(np.int64), grid.n_bins - 1)
+    frac = position - k
+    rows = np.arange(len(pdf))
+    pit = cdf[rows, k] + frac * (cdf[rows, k + 1] - cdf[rows, k])
+    # exactly 0 or 1 off the grid (not a cumulative sum's rounding of them)
+    return np.where(truth >= grid.high, 1.0, np.where(truth <= grid.low, 0.0, pit))
+
+
+#: Central intervals by probability: a true value is covered at 68 % when its PIT lies in
+#: [0.16, 0.84].  The one definition the report and the live metrics share.
+CENTRAL_INTERVALS = {0.68: (0.16, 0.84), 0.95: (0.025, 0.975)}
+
+
+def covered(pit: np.ndarray, probability: float) -> np.ndarray:
+    """Whether each PIT lies inside the central interval holding ``probability``.
+
+    >>> covered(np.array([0.1, 0.5, 0.9]), 0.68).tolist()
+    [False, True, False]
+    """
+    low, high = CENTRAL_INTERVALS[probability]
+    return (pit >= low) & (pit <= high)
 
 
 def pdf_mode(mass: np.ndarray, grid: Grid) -> np.ndarray:

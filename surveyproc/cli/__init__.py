@@ -169,7 +169,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     from ..infer import plan_inference, run_inference
     from ..jobs import load_job
-    from ..run import job_ray, prepare_store
+    from ..ops.ray_runtime import job_ray
+    from ..run import prepare_store
 
     overrides = list(args.set)
     if args.store:

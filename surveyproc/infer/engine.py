@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..catalog.schema import CatalogSchema
 from ..catalog.writer import CatalogWriter
@@ -40,7 +40,7 @@ from ..jobs import JobSpec
 from ..models.checkpoint import Checkpoint
 from ..ops.metrics import PipelineMetrics
 from ..ops.progress import progress_bar
-from ..ops.ray_runtime import ray_runtime
+from ..ops.ray_runtime import job_ray
 from ..store import SurveyStore
 from ..store.shards import Shard
 from .estimate import model_columns
@@ -156,18 +156,28 @@ def _threads(job: JobSpec) -> int:
 class InferenceActor:
     """A Ray actor: one model replica set, one store reader, one catalog writer."""
 
-    def __init__(self, threads: int, use_gpu: bool, **processor: Any) -> None:
+    def __init__(self, threads: int, use_gpu: bool, job_name: str, channel: str,
+                 **processor: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.processor = ShardProcessor(device=device, **processor)
+        self.cuda = use_gpu and torch.cuda.is_available()
+        self.processor = ShardProcessor(device="cuda" if self.cuda else "cpu", **processor)
+        # on the ray channel the actor exports its own measures through its node's agent
+        self.metrics = PipelineMetrics(job_name, "ray") if channel == "ray" else None
 
     def process(self, shard: Shard) -> ShardReport:
         import ray
+        import torch
 
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
         report = self.processor.process(shard)
         report.node = ray.get_runtime_context().get_node_id()[:12]
+        if self.cuda:
+            report.accelerator_bytes = int(torch.cuda.max_memory_allocated())
+        if self.metrics is not None:
+            self.metrics.record_shard(report)
         return report
 
 
@@ -196,21 +206,36 @@ def run_inference(job: JobSpec, store: SurveyStore, plan: InferPlan | None = Non
                  "catalog_url": plan.catalog, "catalog_options": job.output.storage_options,
                  "run_id": run_id, "batch_size": job.resources.batch_size,
                  "prefetch": job.infer.prefetch, "plugins": list(job.plugins)}
-    metrics = PipelineMetrics(job.name)
-    metrics.planned.set(sum(len(s) for s in todo))
-    started = time.perf_counter()
+    serial = is_process_local(store.url) or is_process_local(plan.catalog)
+    # no Ray in serial mode, so no Ray metrics agent: the driver's exporter then
+    channel = "http" if serial or not job.metrics.enabled else job.metrics.export
     result = InferResult(plan.catalog, run_id, store.n_objects, len(plan.shards), 0,
                          len(committed), 0, 0.0, False)
+    # Ray first: the driver's Ray-channel metrics need a connected Ray
+    with contextlib.nullcontext() if serial else job_ray(job):
+        _run_shards(job, processor, todo, serial, channel, done_before, result)
+    if len(committed) + result.shards_run == len(plan.shards):
+        writer.finish(len(plan.shards), store.n_objects)
+        result.complete = True
+    return result
+
+
+def _run_shards(job: JobSpec, processor: dict[str, Any], todo: list[Shard], serial: bool,
+                channel: Literal["http", "ray"], done_before: int, result: InferResult) -> None:
+    """Process ``todo`` (serially or on actors), recording metrics and filling ``result``."""
+    metrics = PipelineMetrics(job.name, channel)
+    metrics.planned(sum(len(s) for s in todo))
+    started = time.perf_counter()
     server = (metrics.serve(job.metrics.host, job.metrics.port) if job.metrics.enabled
               else contextlib.nullcontext())
-    with server as url, progress_bar(total=store.n_objects, desc="infer", unit="cutout") as bar:
+    with server as url, progress_bar(total=result.n_objects, desc="infer", unit="cutout") as bar:
         result.metrics_url = url
         bar.update(done_before)
-        reports = (_serial(processor, todo) if is_process_local(store.url)
-                   or is_process_local(plan.catalog) else _on_ray(job, processor, todo, metrics,
-                                                                 result))
+        reports = (_serial(processor, todo) if serial
+                   else _on_ray(job, processor, todo, metrics, result))
         for report in reports:
-            metrics.record_shard(report)
+            if channel == "http":  # on the ray channel the actor recorded it
+                metrics.record_shard(report)
             result.shards_run += 1
             result.objects_run += report.rows
             result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report.peak_rss_mb)
@@ -220,12 +245,8 @@ def run_inference(job: JobSpec, store: SurveyStore, plan: InferPlan | None = Non
             result.reports.append(report.summary())
             bar.update(report.rows)
             elapsed = time.perf_counter() - started
-            metrics.rate.set(result.objects_run / elapsed if elapsed > 0 else 0.0)
+            metrics.committed(result.objects_run / elapsed if elapsed > 0 else 0.0)
     result.seconds = time.perf_counter() - started
-    if len(committed) + result.shards_run == len(plan.shards):
-        writer.finish(len(plan.shards), store.n_objects)
-        result.complete = True
-    return result
 
 
 def _serial(processor: dict[str, Any], shards: list[Shard]):
@@ -239,7 +260,7 @@ def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
             metrics: PipelineMetrics, result: InferResult):
     """Hand ``shards`` to a pool of actors, two in flight per actor; yield reports."""
     res = job.resources
-    with ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard):
+    with job_ray(job):  # already running (run_inference started it): joined as is
         import ray
 
         n_actors = max(1, min(res.actors, len(shards)))
@@ -249,7 +270,8 @@ def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
                                       max_restarts=0, max_task_retries=0)(InferenceActor)
 
         def new_actor() -> Any:
-            return actor_class.remote(_threads(job), res.gpus_per_actor > 0, **processor)
+            return actor_class.remote(_threads(job), res.gpus_per_actor > 0, job.name,
+                                      metrics.channel, **processor)
 
         actors = [new_actor() for _ in range(n_actors)]
         queue: deque[Shard] = deque(shards)
@@ -263,7 +285,7 @@ def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
                     shard = queue.popleft()
                     pending[actor.process.remote(shard)] = (shard, slot)
                     load[slot] += 1
-            metrics.in_flight.set(len(pending))
+            metrics.in_flight(len(pending))
 
         try:
             hand_out()
@@ -317,5 +339,5 @@ def _retry_or_fail(shard: Shard, attempts: dict[int, int], queue: deque[Shard],
         raise SurveyprocError(msg) from None
     log.warning("shard %d failed (%s); handing it out again", shard.index,
                 describe_error(error))
-    metrics.retries.inc()
+    metrics.retry()
     queue.appendleft(shard)

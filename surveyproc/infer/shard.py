@@ -30,6 +30,7 @@ from ..models.domain import TrainingDomain
 from ..store import open_store
 from ..store.shards import Shard
 from .estimate import Estimator, nonfinite_rows, pixel_flags
+from .live_calibration import LiveCalibration, label_names, live_calibration, live_targets
 
 __all__ = ["ShardProcessor", "ShardReport"]
 
@@ -51,7 +52,10 @@ class ShardReport:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    accelerator_bytes: int = 0  # peak GPU memory allocated while processing (0: CPU)
     node: str = ""
+    #: per (model, PDF target) counts for objects whose store holds the truth
+    calibration: list[LiveCalibration] = field(default_factory=list)
 
     def summary(self) -> ShardReport:
         """The same report without per-batch latencies (which go to the metrics only), so a
@@ -97,6 +101,8 @@ class ShardProcessor:
         self.run_id = run_id
         self.batch_size = batch_size
         self.prefetch = prefetch
+        self.live = live_targets(self.schema, self.store.label_names)
+        self.live_labels = label_names(self.live)
 
     def _chunks(self, shard: Shard) -> list[tuple[int, int]]:
         step = self.store.layout.chunk_objects
@@ -113,10 +119,11 @@ class ShardProcessor:
         held = 0
         waited = time.perf_counter()
         for chunk in self.store.iter_batches(self._chunks(shard), prefetch=self.prefetch,
-                                             labels=False, photometry=False):
+                                             labels=self.live_labels, photometry=False):
             report.bytes_read += chunk.nbytes
             identity = {"object_id": chunk.object_id, "ra": chunk.ra, "dec": chunk.dec,
-                        "flags": chunk.flags}
+                        "flags": chunk.flags, **{f"label:{name}": chunk.labels[name]
+                                                 for name in self.live_labels}}
             assert chunk.images is not None
             images = chunk.images
             first = True
@@ -139,8 +146,9 @@ class ShardProcessor:
         """Infer every object of ``shard`` and commit its catalog part."""
         started, cpu0 = time.perf_counter(), _cpu_seconds()
         report = ShardReport(shard.index, 0, 0, 0, 0)
-        identity: dict[str, list[np.ndarray]] = {"object_id": [], "ra": [], "dec": [],
-                                                 "flags": []}
+        identity: dict[str, list[np.ndarray]] = {
+            "object_id": [], "ra": [], "dec": [], "flags": [],
+            **{f"label:{name}": [] for name in self.live_labels}}
         estimates: dict[str, list[np.ndarray]] = {}
         flag_parts: list[np.ndarray] = []
         ood_parts: list[np.ndarray] = []
@@ -166,6 +174,11 @@ class ShardProcessor:
             flags |= np.where(ood, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
             report.out_of_distribution = int(ood.sum())
         table = self._table(identity, flags, estimates)
+        if self.live and estimates:
+            labels = {name: np.concatenate(identity[f"label:{name}"])
+                      for name in self.live_labels}
+            report.calibration = live_calibration(
+                self.live, labels, {k: np.concatenate(v) for k, v in estimates.items()})
         t0 = time.perf_counter()
         self.writer.commit(shard, table, self.run_id)
         report.write_seconds = time.perf_counter() - t0

@@ -14,11 +14,14 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .progress import progress_bar
 
-__all__ = ["map_units", "ray_runtime"]
+if TYPE_CHECKING:
+    from ..jobs import JobSpec
+
+__all__ = ["job_ray", "map_units", "ray_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,11 @@ def ray_runtime(
         yield
     finally:
         ray.shutdown()
+
+
+def job_ray(job: JobSpec) -> contextlib.AbstractContextManager[None]:
+    """The job's Ray (embedded or joined) for the duration of a ``with`` block."""
+    return ray_runtime(job.ray.address, num_cpus=job.ray.num_cpus, dashboard=job.ray.dashboard)
 
 
 def _apply(fn: Callable[[T], R], unit: T) -> R:

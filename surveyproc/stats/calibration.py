@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog.pdf import bin_mass, cdf_at_edges
+from ..catalog.pdf import bin_mass, cdf_at_edges, covered, pit_values
 from ..models.grid import Grid
 
 __all__ = ["BIAS_MARGIN", "COVERAGE_MARGIN_68", "COVERAGE_MARGIN_95", "FEW_OBJECTS",
@@ -67,18 +67,6 @@ SIGMA_NMAD_CONVENTION = "sigma_NMAD = 1.4826 x median(|e - median(e)|), e the er
 #: Harmonic sums of the Anderson-Darling normalisation are accumulated this many terms at
 #: a time, so memory does not grow with the catalog.
 HARMONIC_BLOCK = 1 << 20
-
-
-def pit_values(pdf: np.ndarray, truth: np.ndarray, grid: Grid) -> np.ndarray:
-    """CDF of each row's PDF at its true value (0 below the grid, 1 above)."""
-    cdf = cdf_at_edges(bin_mass(pdf, grid))
-    position = np.clip((truth - grid.low) / grid.width, 0.0, grid.n_bins)
-    k = np.minimum(position.astype(np.int64), grid.n_bins - 1)
-    frac = position - k
-    rows = np.arange(len(pdf))
-    pit = cdf[rows, k] + frac * (cdf[rows, k + 1] - cdf[rows, k])
-    # exactly 0 or 1 off the grid (not a cumulative sum's rounding of them)
-    return np.where(truth >= grid.high, 1.0, np.where(truth <= grid.low, 0.0, pit))
 
 
 def crps(pdf: np.ndarray, truth: np.ndarray, grid: Grid) -> np.ndarray:
@@ -197,8 +185,8 @@ def calibration_partial(truth: np.ndarray, point: np.ndarray, group_masks: list[
             p = pit[rows]
             sums.pit_hist[g] = np.histogram(p, bins=PIT_BINS, range=(0.0, 1.0))[0]
             sums.crps_sum[g] = score[rows].sum()
-            sums.cover68[g] = ((p >= 0.16) & (p <= 0.84)).sum()
-            sums.cover95[g] = ((p >= 0.025) & (p <= 0.975)).sum()
+            sums.cover68[g] = covered(p, 0.68).sum()
+            sums.cover95[g] = covered(p, 0.95).sum()
             sums.outside[g] = outside[rows].sum()
     return sums
 

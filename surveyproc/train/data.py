@@ -108,7 +108,21 @@ class StoreBatches:
                 yield images[keep], y[keep], batch.object_id[keep]
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-        """One pass over the split, shuffled per ``(seed, epoch)`` when ``shuffle``."""
+        """One pass over the split, shuffled per ``(seed, epoch)`` when ``shuffle``; a lone
+        last row joins the batch before it (BatchNorm cannot train on a batch of one)."""
+        held: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
+        for batch in self._batches(epoch):
+            if held is not None and len(batch[2]) == 1 and self.batch_size > 1:
+                held = (torch.cat([held[0], batch[0]]), torch.cat([held[1], batch[1]]),
+                        np.concatenate([held[2], batch[2]]))
+                continue
+            if held is not None:
+                yield held
+            held = batch
+        if held is not None:
+            yield held
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         rng = np.random.default_rng([self.seed, epoch, 1])
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         held = 0

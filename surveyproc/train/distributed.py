@@ -147,14 +147,20 @@ def _worker_loop(config: dict[str, Any]) -> None:
         torch.distributed.broadcast_object_list(shared, src=0)
         return float(shared[0]), dict(shared[1])
 
+    from ..ops.metrics import TrainMetrics
+
     sink = config.get("metrics")
+    if isinstance(sink, tuple):  # ray channel: this worker exports through its node's agent
+        sink = TrainMetrics(*sink)
 
     def on_epoch(result, core, state) -> None:
         metrics = {"epoch": result.epoch + 1, "train_loss": result.train_loss,
                    "val_loss": result.val_loss, "samples_per_s": result.samples_per_s,
                    "global_samples_per_s": result.samples_per_s * world,
                    **{f"val_{k}": v for k, v in result.val_metrics.items()}}
-        if sink is not None:
+        if isinstance(sink, TrainMetrics):
+            sink.record(rank, metrics)
+        elif sink is not None:  # the http channel's exporter actor
             sink.record.remote(rank, metrics)  # fire and forget: never slows training
         if rank == 0:
             with tempfile.TemporaryDirectory() as directory:
@@ -229,11 +235,13 @@ def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSett
     import ray
 
     sink: Any = None
-    if job.metrics.enabled:
+    if job.metrics.enabled and job.metrics.export == "ray":
+        sink = (job.name, section.name, "ray")  # each worker makes its own
+    elif job.metrics.enabled:
         from ..ops.metrics import TrainMetrics
 
         actor: Any = ray.remote(num_cpus=0)(TrainMetrics)
-        sink = actor.remote(job.name, job.metrics.host, job.metrics.port)
+        sink = actor.remote(job.name, section.name, "http", job.metrics.host, job.metrics.port)
         log.info("metrics: %s", ray.get(sink.url.remote()))
     name = f"{job.name}-{section.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     workers = train.workers or 1
@@ -259,7 +267,7 @@ def train_model_distributed(job: JobSpec, store: SurveyStore, section: ModelSett
             raise cause from None
         raise
     finally:
-        if sink is not None:
+        if sink is not None and not isinstance(sink, tuple):  # the http channel's actor
             ray.get(sink.stop.remote())
             ray.kill(sink)
     if result.checkpoint is None:

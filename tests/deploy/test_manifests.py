@@ -115,7 +115,7 @@ def test_secrets_are_referenced_never_written_and_pods_are_locked_down(built):
 def test_the_cluster_job_file_is_a_valid_job():
     text = (DEPLOY / "rayjob" / "survey-job.yaml").read_text()
     job = load_job(str(DEPLOY / "rayjob" / "survey-job.yaml"), [])
-    assert job.ray.address == "auto" and job.metrics.host == "0.0.0.0"
+    assert job.ray.address == "auto" and job.metrics.export == "ray"
     assert job.store.url.startswith("s3://")
     assert not any(w.lower() in text.lower() for w in ("aws_secret", "password"))
 

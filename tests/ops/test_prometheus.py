@@ -31,7 +31,7 @@ def test_a_real_prometheus_scrapes_the_pipeline_metrics(tmp_path):
     with metrics.serve("127.0.0.1", port), \
             prometheus_server([f"127.0.0.1:{port}"], str(tmp_path / "prom")) as url:
         require_program("prometheus (apt-get install prometheus)", url is not None)
-        metrics.planned.set(1024)
+        metrics.planned(1024)
         metrics.record_shard(report)
         metrics.record_shard(report)
         deadline = time.monotonic() + 30

@@ -89,12 +89,15 @@ def browser_check(html_path: str, screenshot: str, timeout: float = 60) -> Brows
 
 
 @contextlib.contextmanager
-def prometheus_server(targets: list[str], workdir: str, timeout: float = 30.0
-                      ) -> Iterator[str] | Iterator[None]:
-    """Run a real Prometheus on 127.0.0.1 scraping ``targets`` (``host:port``) every second;
-    yield its URL, or None when no ``prometheus`` binary is installed.  Stopped by PID."""
+def prometheus_server(targets: list[str], workdir: str, timeout: float = 30.0,
+                      relabel: list[dict] | None = None) -> Iterator[str] | Iterator[None]:
+    """Run a real Prometheus on 127.0.0.1 scraping ``targets`` (``host:port``) every second,
+    applying ``relabel`` (metric_relabel_configs) to what it scrapes; yield its URL, or None
+    when no ``prometheus`` binary is installed.  Stopped by PID."""
     import shutil
     from pathlib import Path
+
+    import yaml
 
     binary = shutil.which("prometheus")
     if binary is None:
@@ -103,9 +106,12 @@ def prometheus_server(targets: list[str], workdir: str, timeout: float = 30.0
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     config = root / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                      "scrape_configs:\n  - job_name: surveyproc\n    static_configs:\n"
-                      f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
+    scrape = {"job_name": "surveyproc", "static_configs": [{"targets": list(targets)}]}
+    if relabel:
+        scrape["metric_relabel_configs"] = relabel
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [scrape]}))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [binary, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",

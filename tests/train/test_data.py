@@ -53,6 +53,13 @@ def test_every_known_training_row_once_per_epoch(store):
                                                                            ids)])
 
 
+def test_no_batch_of_one_row_which_batchnorm_cannot_train_on(store):
+    n_train = sum(len(b[2]) for b in _stream(store, "train").epoch())
+    stream = _stream(store, "train", batch_size=(n_train - 1) // 3)  # remainder: one row
+    sizes = [len(b[2]) for b in stream.epoch(0)]
+    assert sum(sizes) == n_train and min(sizes) > 1, sizes
+
+
 def test_validation_stream_is_in_store_order_and_disjoint(store):
     val = np.concatenate([b[2] for b in _stream(store, "val", shuffle=False).epoch()])
     assert val.tolist() == sorted(val.tolist())
