@@ -92,6 +92,11 @@ def ray_head(num_cpus: int = 2, env: dict[str, str] | None = None,
                "--node-ip-address=127.0.0.1", "--include-dashboard=true",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                f"--ray-client-server-port={free_port()}", f"--metrics-export-port={metrics}",
+               # Ray's fixed default agent ports would clash with another Ray on the
+               # machine (the test session's own): the head's job agent would not start
+               f"--dashboard-agent-listen-port={free_port()}",
+               f"--dashboard-agent-grpc-port={free_port()}",
+               f"--runtime-env-agent-port={free_port()}",
                f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     head_env = {**os.environ, **(env or {}), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
                 "RAY_USAGE_STATS_ENABLED": "0", "RAY_metrics_report_interval_ms": "1000"}
