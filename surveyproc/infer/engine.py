@@ -259,61 +259,60 @@ def _serial(processor: dict[str, Any], shards: list[Shard]):
 def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
             metrics: PipelineMetrics, result: InferResult):
     """Hand ``shards`` to a pool of actors, two in flight per actor; yield reports."""
+    import ray  # started (or joined) by run_inference
+
     res = job.resources
-    with job_ray(job):  # already running (run_inference started it): joined as is
-        import ray
+    n_actors = max(1, min(res.actors, len(shards)))
+    # Ray would restart a dead actor itself, but its constructor arguments (the
+    # checkpoints) would then have to outlive the call; a fresh actor is simpler.
+    actor_class: Any = ray.remote(num_cpus=res.cpus_per_actor, num_gpus=res.gpus_per_actor,
+                                  max_restarts=0, max_task_retries=0)(InferenceActor)
 
-        n_actors = max(1, min(res.actors, len(shards)))
-        # Ray would restart a dead actor itself, but its constructor arguments (the
-        # checkpoints) would then have to outlive the call; a fresh actor is simpler.
-        actor_class: Any = ray.remote(num_cpus=res.cpus_per_actor, num_gpus=res.gpus_per_actor,
-                                      max_restarts=0, max_task_retries=0)(InferenceActor)
+    def new_actor() -> Any:
+        return actor_class.remote(_threads(job), res.gpus_per_actor > 0, job.name,
+                                  metrics.channel, **processor)
 
-        def new_actor() -> Any:
-            return actor_class.remote(_threads(job), res.gpus_per_actor > 0, job.name,
-                                      metrics.channel, **processor)
+    actors = [new_actor() for _ in range(n_actors)]
+    queue: deque[Shard] = deque(shards)
+    attempts: dict[int, int] = {}
+    pending: dict[Any, tuple[Shard, int]] = {}
+    load = [0] * n_actors
 
-        actors = [new_actor() for _ in range(n_actors)]
-        queue: deque[Shard] = deque(shards)
-        attempts: dict[int, int] = {}
-        pending: dict[Any, tuple[Shard, int]] = {}
-        load = [0] * n_actors
+    def hand_out() -> None:
+        for slot, actor in enumerate(actors):
+            while queue and load[slot] < 2:
+                shard = queue.popleft()
+                pending[actor.process.remote(shard)] = (shard, slot)
+                load[slot] += 1
+        metrics.in_flight(len(pending))
 
-        def hand_out() -> None:
-            for slot, actor in enumerate(actors):
-                while queue and load[slot] < 2:
-                    shard = queue.popleft()
-                    pending[actor.process.remote(shard)] = (shard, slot)
-                    load[slot] += 1
-            metrics.in_flight(len(pending))
-
-        try:
+    try:
+        hand_out()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            shard, slot = pending.pop(ready[0])
+            load[slot] -= 1
+            try:
+                report = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as error:
+                cause = getattr(error, "cause", None)
+                if isinstance(cause, SurveyprocError):
+                    raise cause from None
+                _retry_or_fail(shard, attempts, queue, metrics, error)
+                result.retries += 1
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
+                _retry_or_fail(shard, attempts, queue, metrics, error)
+                result.retries += 1
+                if isinstance(error, ray.exceptions.RayActorError):
+                    _replace(actors, slot, new_actor, pending, queue, load)
+            else:
+                yield report
             hand_out()
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                shard, slot = pending.pop(ready[0])
-                load[slot] -= 1
-                try:
-                    report = ray.get(ready[0])
-                except ray.exceptions.RayTaskError as error:
-                    cause = getattr(error, "cause", None)
-                    if isinstance(cause, SurveyprocError):
-                        raise cause from None
-                    _retry_or_fail(shard, attempts, queue, metrics, error)
-                    result.retries += 1
-                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
-                    _retry_or_fail(shard, attempts, queue, metrics, error)
-                    result.retries += 1
-                    if isinstance(error, ray.exceptions.RayActorError):
-                        _replace(actors, slot, new_actor, pending, queue, load)
-                else:
-                    yield report
-                hand_out()
-        finally:
-            for ref in pending:
-                ray.cancel(ref)
-            for actor in actors:
-                ray.kill(actor)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+        for actor in actors:
+            ray.kill(actor)
 
 
 def _replace(actors: list[Any], slot: int, new_actor: Any, pending: dict[Any, tuple[Shard, int]],

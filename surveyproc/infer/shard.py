@@ -165,7 +165,10 @@ class ShardProcessor:
             ood_parts.append(self._outside(images, report))
             report.model_seconds.append(time.perf_counter() - t0)
             report.batches += 1
-        store_flags = np.concatenate(identity["flags"]).astype(np.int32)
+        # each column joined once, for the table and the live calibration alike
+        read = {name: np.concatenate(parts) for name, parts in identity.items()}
+        estimated = {name: np.concatenate(parts) for name, parts in estimates.items()}
+        store_flags = read["flags"].astype(np.int32)
         nonfinite = np.concatenate(flag_parts) if flag_parts else np.zeros(0, dtype=bool)
         flags = pixel_flags(nonfinite, store_flags)
         report.failed_objects = int(((flags ^ store_flags) != 0).sum())
@@ -173,12 +176,10 @@ class ShardProcessor:
             ood = np.concatenate(ood_parts)
             flags |= np.where(ood, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
             report.out_of_distribution = int(ood.sum())
-        table = self._table(identity, flags, estimates)
-        if self.live and estimates:
-            labels = {name: np.concatenate(identity[f"label:{name}"])
-                      for name in self.live_labels}
-            report.calibration = live_calibration(
-                self.live, labels, {k: np.concatenate(v) for k, v in estimates.items()})
+        table = self._table(read, flags, estimated)
+        if self.live and estimated:
+            labels = {name: read[f"label:{name}"] for name in self.live_labels}
+            report.calibration = live_calibration(self.live, labels, estimated)
         t0 = time.perf_counter()
         self.writer.commit(shard, table, self.run_id)
         report.write_seconds = time.perf_counter() - t0
@@ -201,21 +202,20 @@ class ShardProcessor:
                 report.ood_reasons[reason] = report.ood_reasons.get(reason, 0) + count
         return outside
 
-    def _table(self, identity: dict[str, list[np.ndarray]], flags: np.ndarray,
-               estimates: dict[str, list[np.ndarray]]) -> pa.Table:
+    def _table(self, read: dict[str, np.ndarray], flags: np.ndarray,
+               estimated: dict[str, np.ndarray]) -> pa.Table:
         n = len(flags)
         columns: dict[str, pa.Array] = {
-            "object_id": pa.array(np.concatenate(identity["object_id"]), pa.int64()),
-            "ra": pa.array(np.concatenate(identity["ra"]), pa.float64()),
-            "dec": pa.array(np.concatenate(identity["dec"]), pa.float64()),
+            "object_id": pa.array(read["object_id"], pa.int64()),
+            "ra": pa.array(read["ra"], pa.float64()),
+            "dec": pa.array(read["dec"], pa.float64()),
             "flags": pa.array(flags, pa.int32()),
             "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
                                                      [self.run_id]),
             "model_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)),
                                                        [self.schema.model_id]),
         }
-        for name, parts in estimates.items():
-            values = np.concatenate(parts)
+        for name, values in estimated.items():
             if values.ndim == 1:
                 columns[name] = pa.array(values)
             else:  # fixed-width rows -> list column (PDFs, activations)

@@ -33,13 +33,13 @@ def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
 
 
 def _panel(title: str, kind: str, targets: list[tuple[str, str]], grid: tuple[int, int, int, int],
-           unit: str = "short", description: str = "", **options: Any) -> dict[str, Any]:
+           unit: str = "short", description: str = "") -> dict[str, Any]:
     x, y, w, h = grid
     return {"type": kind, "title": title, "description": description,
             "datasource": {"type": "prometheus", "uid": "${datasource}"},
             "gridPos": {"x": x, "y": y, "w": w, "h": h},
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "options": options,
+            "options": {},
             "targets": [_target(expr, legend, chr(ord("A") + i))
                         for i, (expr, legend) in enumerate(targets)]}
 

@@ -156,8 +156,7 @@ class _RayRecorder:
 
     REFRESH_SECONDS = 1.0
 
-    def __init__(self, names: list[str]) -> None:
-        self._names = set(names)
+    def __init__(self) -> None:
         self._series: dict[str, Any] = {}
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
@@ -205,9 +204,10 @@ class _RayRecorder:
 
 
 def recorder(channel: Channel, names: list[str] | None = None) -> Any:
-    """A recorder of ``names`` (default: every series) for ``channel``."""
+    """A recorder for ``channel``: ``http`` registers ``names`` (default: every series) up
+    front; ``ray`` makes each series on its first use."""
     chosen = names if names is not None else list(METRICS)
-    return _ClientRecorder(chosen) if channel == "http" else _RayRecorder(chosen)
+    return _ClientRecorder(chosen) if channel == "http" else _RayRecorder()
 
 
 class PipelineMetrics:
@@ -273,7 +273,8 @@ class PipelineMetrics:
                 self._record("surveyproc_calibration_covered", count, interval=interval,
                              **which)
             for decile, count in enumerate(live.pit_counts, start=1):
-                self._record("surveyproc_calibration_pit", count, pit_bin=f"{decile / 10:.1f}",
+                upper = decile / len(live.pit_counts)
+                self._record("surveyproc_calibration_pit", count, pit_bin=f"{upper:.1f}",
                              **which)
 
     @contextlib.contextmanager

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ def _wait_until_up(url: str, token: str, process: subprocess.Popen, timeout: flo
         try:
             with urllib.request.urlopen(request, timeout=2):
                 return
-        except (OSError, urllib.error.HTTPError):
+        except OSError:  # refused, or HTTP errors while the dashboard starts
             if process.poll() is not None or time.monotonic() > deadline:
                 msg = f"the Ray head did not start (Jobs API {url})"
                 raise RuntimeError(msg) from None
