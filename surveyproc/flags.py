@@ -32,6 +32,9 @@ class Flag(enum.IntFlag):
     BAD_PIXELS = 8
     OUT_OF_DISTRIBUTION = 16
     STAR_LIKE = 32
+    UNREADABLE = 64
+    EMPTY = 128
+    SATURATED = 256
 
 
 #: What each flag means, one line per flag (the report's flag table shows them).
@@ -44,6 +47,11 @@ MEANINGS = {
     "OUT_OF_DISTRIBUTION": "sky, noise or central flux outside the model's training data "
                            "(surveyproc.models.domain): the estimates are extrapolations",
     "STAR_LIKE": "as compact as the PSF at detection: probably a star, not a galaxy",
+    "UNREADABLE": "the store's pixels could not be read (a corrupt or lost chunk, listed in "
+                  "the run summary): no estimate (NaN)",
+    "EMPTY": "every pixel of a band is zero: no signal to measure",
+    "SATURATED": "a band's brightest value fills a plateau of pixels (clipped at saturation): "
+                 "fluxes are lower limits",
 }
 
 

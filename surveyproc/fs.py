@@ -24,6 +24,7 @@ from fsspec.core import url_to_fs
 from .errors import InvalidParameterError
 from .redact import USERINFO as _USERINFO
 from .redact import redact, scrub
+from .retry import retrying
 
 __all__ = [
     "is_local",
@@ -133,7 +134,8 @@ def write_bytes_atomic(url: str, data: bytes,
     Local files are written beside the target under a dot-prefixed name
     (which dataset readers such as pyarrow skip, should a crash leave one
     behind) and renamed over it; object stores (S3, GCS) make a single PUT
-    visible atomically.
+    visible atomically.  Transient errors are retried (:mod:`surveyproc.retry`):
+    a repeated PUT of the same bytes is harmless.
     """
     fs, path = resolve(url, storage_options)
     parent = path.rsplit("/", 1)[0]
@@ -152,10 +154,10 @@ def write_bytes_atomic(url: str, data: bytes,
             if os.path.exists(temporary):
                 os.remove(temporary)
     else:
-        fs.pipe_file(path, data)
+        retrying("write", lambda: fs.pipe_file(path, data))
 
 
 def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes:
     """The whole content of ``url``; FileNotFoundError if it does not exist."""
     fs, path = resolve(url, storage_options)
-    return bytes(fs.cat_file(path))
+    return bytes(retrying("read", lambda: fs.cat_file(path)))

@@ -108,7 +108,10 @@ def _run_stages(job: JobSpec) -> RunResult:
                               "run_id": inferred.run_id, "objects_run": inferred.objects_run,
                               "cutouts_per_s": round(inferred.cutouts_per_s, 1),
                               "out_of_distribution": inferred.out_of_distribution,
-                              "out_of_distribution_by": inferred.ood_reasons}
+                              "out_of_distribution_by": inferred.ood_reasons,
+                              "quarantined": inferred.quarantined,
+                              "quarantined_objects": inferred.quarantined_objects,
+                              "storage_retries": inferred.storage_retries}
         state = "complete" if inferred.complete else "partial; run again to continue"
         ood = (f"; {inferred.out_of_distribution:,} OUT_OF_DISTRIBUTION"
                if inferred.out_of_distribution else "")

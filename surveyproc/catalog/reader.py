@@ -23,7 +23,7 @@ from ..errors import CatalogNotFoundError, InvalidParameterError
 from ..fs import join, read_bytes, redact, resolve
 from .columns import pdf_column
 from .schema import CatalogSchema
-from .writer import DESCRIPTION, MANIFEST, CatalogWriter
+from .writer import DESCRIPTION, MANIFEST, CatalogWriter, part_name
 
 __all__ = ["CommittedParts", "catalog_schema", "committed_parts", "manifest", "pdf_ensemble",
            "pdf_grid", "read_catalog"]
@@ -62,9 +62,9 @@ class CommittedParts:
 
 def committed_parts(url: str, storage_options: dict[str, Any] | None = None,
                     schema: CatalogSchema | None = None) -> CommittedParts:
-    """Parts with a commit record: from the manifest of a finished catalog (one read),
-    else from the commit records present now.  ``schema``: the catalog's description if
-    the caller has read it already.
+    """Parts with a commit record: for a finished catalog every part of the plan (the
+    manifest, one read), else those of the commit records present now.  ``schema``: the
+    catalog's description if the caller has read it already.
 
     Raises
     ------
@@ -74,8 +74,8 @@ def committed_parts(url: str, storage_options: dict[str, Any] | None = None,
     description = (schema or catalog_schema(url, storage_options)).extra
     n_shards = int(description.get("shards", {}).get("count", 0))
     done = manifest(url, storage_options)
-    if done is not None:
-        parts = [record["part"] for record in done["shards"]]
+    if done is not None:  # every shard is in: their names follow from the plan
+        parts = [part_name(index) for index in range(int(done["n_shards"]))]
     else:
         parts = [record.part for record in CatalogWriter(url, storage_options).records()]
     return CommittedParts([join(url, part) for part in sorted(parts)], n_shards,

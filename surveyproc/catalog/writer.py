@@ -4,8 +4,9 @@ Layout of a catalog at URL ``C``::
 
     C/_catalog.json                  what made it: store, shard plan, models, grids
     C/part-000042.parquet            the rows of shard 42 (one part per shard)
-    C/_committed/shard-000042.json   the commit record of shard 42
-    C/_manifest.json                 every commit record, written when all shards are in
+    C/_committed/shard-000042.json   the commit record of shard 42, until compacted
+    C/_commits/commits-<tag>.parquet compacted commit records (see :mod:`.commits`)
+    C/_manifest.json                 totals, written when all shards are in
 
 A part is written atomically (a dot-prefixed temporary renamed into place on
 local disks, a single PUT on object stores), then its commit record.  A shard
@@ -13,7 +14,8 @@ counts as done only when its record exists, so a re-run skips exactly the
 committed shards and rewrites any part whose record is missing; a part's name
 depends only on its shard, so no object can appear twice.  Files starting
 with ``_`` or ``.`` are skipped by pyarrow and Dask, which therefore read the
-parts and nothing else.
+parts and nothing else.  A finished catalog's manifest answers "is anything
+left to do?" in one read, whatever the number of shards.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -32,13 +34,13 @@ import pyarrow.parquet as pq
 from ..errors import CatalogMismatchError
 from ..fs import join, read_bytes, redact, resolve, write_bytes_atomic
 from ..store.shards import Shard
+from .commits import CommitLog, CommitRecord
 
 __all__ = ["CatalogWriter", "CommitRecord", "part_name"]
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = "_catalog.json"
-COMMITTED = "_committed"
 MANIFEST = "_manifest.json"
 #: Fields of the description that must match for a re-run to continue a catalog.
 IDENTITY_KEYS = ("store", "shards", "models")
@@ -46,23 +48,6 @@ IDENTITY_KEYS = ("store", "shards", "models")
 
 def part_name(shard_index: int) -> str:
     return f"part-{shard_index:06d}.parquet"
-
-
-@dataclass(frozen=True)
-class CommitRecord:
-    """Proof that shard ``index`` (objects ``[start, stop)``) is in part ``part``."""
-
-    index: int
-    start: int
-    stop: int
-    rows: int
-    part: str
-    run_id: str
-    bytes: int
-    writer: str = ""  # host:pid of the process that committed it (which actor did what)
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
 
 
 class CatalogWriter:
@@ -76,6 +61,7 @@ class CatalogWriter:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = join(url)
         self.storage_options = dict(storage_options or {})
+        self.log = CommitLog(self.url, self.storage_options)
 
     def _path(self, *parts: str) -> str:
         return join(self.url, *parts)
@@ -84,6 +70,9 @@ class CatalogWriter:
 
     def prepare(self, description: dict[str, Any], *, overwrite: bool = False) -> set[int]:
         """Start or continue the catalog described by ``description``; return committed shards.
+
+        A finished catalog answers from its manifest (one read); otherwise the commit
+        records are read and consolidated (:meth:`CommitLog.consolidate`).
 
         Raises
         ------
@@ -111,22 +100,26 @@ class CatalogWriter:
             fs.makedirs(path, exist_ok=True)
             write_bytes_atomic(self._path(DESCRIPTION), json.dumps(description, indent=2).encode(),
                                self.storage_options)
-        return {record.index for record in self.records()}
+            return set()
+        done = self.manifest()
+        if done is not None and done.get("complete"):
+            return set(range(int(done["n_shards"])))
+        return set(self.log.consolidate())
+
+    def manifest(self) -> dict[str, Any] | None:
+        """``_manifest.json`` of a finished catalog, or None while shards are missing."""
+        try:
+            return json.loads(read_bytes(self._path(MANIFEST), self.storage_options))
+        except FileNotFoundError:
+            return None
 
     def records(self) -> list[CommitRecord]:
         """Commit records present now, by shard index."""
-        fs, path = resolve(self._path(COMMITTED), self.storage_options)
-        fs.invalidate_cache(path)
-        try:
-            names = fs.ls(path, detail=False)
-        except FileNotFoundError:
-            return []
-        records = []
-        for name in sorted(names):
-            if name.rsplit("/", 1)[-1].startswith("shard-") and name.endswith(".json"):
-                with fs.open(name, "rb") as f:
-                    records.append(CommitRecord(**json.loads(f.read())))
-        return sorted(records, key=lambda r: r.index)
+        return list(self.log.records().values())
+
+    def compact(self, records: Iterable[CommitRecord]) -> None:
+        """Fold the records the driver learnt from its shards' reports into the commit log."""
+        self.log.compact(records)
 
     def finish(self, n_shards: int, n_objects: int) -> dict[str, Any]:
         """Write ``_manifest.json`` once every shard is committed; return it.
@@ -136,17 +129,20 @@ class CatalogWriter:
         CatalogMismatchError
             Shards are missing, or the committed rows do not add up to the store.
         """
-        records = self.records()
-        missing = sorted(set(range(n_shards)) - {r.index for r in records})
+        by_index = self.log.records()
+        records = list(by_index.values())
+        missing = sorted(set(range(n_shards)) - set(by_index))
         rows = sum(r.rows for r in records)
         if missing or rows != n_objects:
             msg = (f"catalog {redact(self.url)} is incomplete: {len(missing)} shard(s) missing, "
                    f"{rows:,} of {n_objects:,} rows committed")
             raise CatalogMismatchError(msg)
+        # every record in one segment, so that the manifest can name it
+        segment = self.log.merge(self.log.segments(), records, self.log.loose_records())
         manifest = {"complete": True, "n_shards": n_shards, "rows": rows,
                     "bytes": sum(r.bytes for r in records),
                     "runs": sorted({r.run_id for r in records}),
-                    "shards": [r.__dict__ for r in records]}
+                    "commits": segment.rsplit("/", 2)[-2] + "/" + segment.rsplit("/", 1)[-1]}
         write_bytes_atomic(self._path(MANIFEST), json.dumps(manifest, indent=1).encode(),
                            self.storage_options)
         return manifest
@@ -165,8 +161,7 @@ class CatalogWriter:
         record = CommitRecord(shard.index, shard.start, shard.stop, table.num_rows,
                               part_name(shard.index), run_id, len(data),
                               f"{socket.gethostname()}:{os.getpid()}")
-        write_bytes_atomic(self._path(COMMITTED, f"shard-{shard.index:06d}.json"),
-                           record.to_json().encode(), self.storage_options)
+        self.log.write_record(record)
         return record
 
 

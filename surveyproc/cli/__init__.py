@@ -209,7 +209,17 @@ def format_infer(result) -> str:
             f"    this run: {result.objects_run:,} objects in {result.shards_run} shards, "
             f"{result.shards_skipped} shards already committed; "
             f"{result.cutouts_per_s:,.0f} cutouts/s over {result.seconds:.1f} s")
+    if result.quarantined:
+        text += "\n" + quarantine_warning(result)
     return text + ("\n" + ood_warning(result) if result.out_of_distribution else "")
+
+
+def quarantine_warning(result) -> str:
+    """The chunks whose pixels stayed unreadable (their objects are written, flagged)."""
+    shown = "; ".join(result.quarantined[:5])
+    more = f"; and {len(result.quarantined) - 5} more" if len(result.quarantined) > 5 else ""
+    return (f"warning: {result.quarantined_objects:,} objects in {len(result.quarantined)} "
+            f"unreadable chunk(s) are written flagged UNREADABLE with no estimate: {shown}{more}")
 
 
 def ood_warning(result) -> str:

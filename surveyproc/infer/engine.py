@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ..catalog.commits import COMPACT_EVERY, CommitRecord
 from ..catalog.schema import CatalogSchema
 from ..catalog.writer import CatalogWriter
 from ..errors import (
@@ -86,6 +87,11 @@ class InferResult:
     out_of_distribution: int = 0
     ood_reasons: dict[str, int] = field(default_factory=dict)
     peak_actor_rss_mb: float = 0.0
+    #: chunks whose pixels stayed unreadable ("objects A-B: cause"); their rows are flagged
+    quarantined: list[str] = field(default_factory=list)
+    quarantined_objects: int = 0
+    #: storage operations retried after transient errors (actors and driver), per operation
+    storage_retries: dict[str, int] = field(default_factory=dict)
     #: One summary per shard run (index, rows, node, seconds, memory); the per-batch
     #: latencies go to the metrics only, so a million-shard run keeps little here.
     reports: list[ShardReport] = field(default_factory=list)
@@ -213,16 +219,44 @@ def run_inference(job: JobSpec, store: SurveyStore, plan: InferPlan | None = Non
                          len(committed), 0, 0.0, False)
     # Ray first: the driver's Ray-channel metrics need a connected Ray
     with contextlib.nullcontext() if serial else job_ray(job):
-        _run_shards(job, processor, todo, serial, channel, done_before, result)
+        _run_shards(job, processor, todo, serial, channel, done_before, result, writer)
     if len(committed) + result.shards_run == len(plan.shards):
         writer.finish(len(plan.shards), store.n_objects)
         result.complete = True
     return result
 
 
+#: The driver folds new commit records into the commit log at least this often (seconds).
+COMPACT_SECONDS = 60.0
+
+
 def _run_shards(job: JobSpec, processor: dict[str, Any], todo: list[Shard], serial: bool,
-                channel: Literal["http", "ray"], done_before: int, result: InferResult) -> None:
-    """Process ``todo`` (serially or on actors), recording metrics and filling ``result``."""
+                channel: Literal["http", "ray"], done_before: int, result: InferResult,
+                writer: CatalogWriter) -> None:
+    """Process ``todo`` (serially or on actors), recording metrics and filling ``result``;
+    every :data:`COMPACT_EVERY` shards, :data:`COMPACT_SECONDS` and at the end, the new
+    commit records go into the commit log (a crash before that leaves them as files,
+    which the next run compacts)."""
+    fresh: list[CommitRecord] = []
+    compacted_at = time.monotonic()
+    try:
+        for report in _shard_reports(job, processor, todo, serial, channel, done_before,
+                                     result):
+            if report.commit is not None:
+                fresh.append(report.commit)
+            if len(fresh) >= COMPACT_EVERY or time.monotonic() - compacted_at > COMPACT_SECONDS:
+                writer.compact(fresh)
+                fresh, compacted_at = [], time.monotonic()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            writer.compact(fresh)
+        raise
+    writer.compact(fresh)
+
+
+def _shard_reports(job: JobSpec, processor: dict[str, Any], todo: list[Shard], serial: bool,
+                   channel: Literal["http", "ray"], done_before: int, result: InferResult):
+    """Yield each finished shard's report, after recording it in metrics and ``result``."""
     metrics = PipelineMetrics(job.name, channel)
     metrics.planned(sum(len(s) for s in todo))
     started = time.perf_counter()
@@ -240,12 +274,18 @@ def _run_shards(job: JobSpec, processor: dict[str, Any], todo: list[Shard], seri
             result.objects_run += report.rows
             result.peak_actor_rss_mb = max(result.peak_actor_rss_mb, report.peak_rss_mb)
             result.out_of_distribution += report.out_of_distribution
+            result.quarantined += report.quarantined
+            result.quarantined_objects += report.quarantined_objects
+            for operation, count in report.io_retries.items():
+                result.storage_retries[operation] = (
+                    result.storage_retries.get(operation, 0) + count)
             for reason, count in report.ood_reasons.items():
                 result.ood_reasons[reason] = result.ood_reasons.get(reason, 0) + count
             result.reports.append(report.summary())
             bar.update(report.rows)
             elapsed = time.perf_counter() - started
             metrics.committed(result.objects_run / elapsed if elapsed > 0 else 0.0)
+            yield report
     result.seconds = time.perf_counter() - started
 
 

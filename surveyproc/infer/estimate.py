@@ -22,7 +22,8 @@ from ..kinds import ModelKind, build_network, get_kind
 from ..models.checkpoint import Checkpoint
 from ..models.preprocess import Normalization
 
-__all__ = ["Estimator", "LoadedModel", "model_columns", "nonfinite_rows", "pixel_flags"]
+__all__ = ["Estimator", "LoadedModel", "blank_rows", "merge_flags", "model_columns",
+           "pixel_checks"]
 
 
 def model_columns(name: str, checkpoint: Checkpoint) -> ModelColumns:
@@ -40,16 +41,62 @@ class LoadedModel:
     kind: ModelKind
 
 
-def nonfinite_rows(images: np.ndarray) -> np.ndarray:
-    """True for each cutout holding a NaN or infinite pixel."""
-    return ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+#: Pixels sharing a band's brightest value that make a clipped (saturated) plateau.  Noise
+#: makes exact ties of the maximum all but impossible in unsaturated float images.
+SATURATION_PLATEAU = 4
 
 
-def pixel_flags(bad: np.ndarray, store_flags: np.ndarray) -> np.ndarray:
-    """Store flags plus NAN_PIXELS where ``bad`` rows hold non-finite pixels that the store's
-    flags (off the image edge, no data) do not already explain."""
-    explained = (store_flags & (Flag.OFF_EDGE | Flag.NO_DATA)) != 0
-    return store_flags | np.where(bad & ~explained, np.int32(Flag.NAN_PIXELS), np.int32(0))
+def pixel_checks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(flags, no_signal)`` of each cutout ``(n, bands, h, w)`` from its pixels alone.
+
+    flags: NAN_PIXELS where a pixel is NaN or infinite, EMPTY where every pixel of a band
+    is zero, SATURATED where a band's positive maximum is shared by at least
+    :data:`SATURATION_PLATEAU` pixels and the band is not flat throughout.  no_signal: no
+    pixel finite and non-zero, so no estimate means anything (its row is written with NaN
+    estimates).
+
+    >>> from surveyproc.flags import describe
+    >>> images = np.ones((4, 2, 3, 3), dtype=np.float32) * np.arange(9).reshape(3, 3)
+    >>> images[1, 0, 0, 0] = np.nan
+    >>> images[2, 1] = 0.0
+    >>> images[3, 0, :2] = 9.0
+    >>> flags, no_signal = pixel_checks(images)
+    >>> [describe(int(f)) for f in flags], no_signal.tolist()
+    ([[], ['NAN_PIXELS'], ['EMPTY'], ['SATURATED']], [False, False, False, False])
+    """
+    n, bands = images.shape[:2]
+    flat = images.reshape(n, bands, -1)
+    finite = np.isfinite(flat)
+    nonfinite = ~finite.all(axis=(1, 2))
+    empty = (flat == 0).all(axis=2).any(axis=1)
+    brightest = np.where(finite, flat, -np.inf).max(axis=2, keepdims=True)
+    faintest = np.where(finite, flat, np.inf).min(axis=2)
+    at_top = (flat == brightest).sum(axis=2)
+    saturated = ((at_top >= SATURATION_PLATEAU) & (brightest[..., 0] > 0)
+                 & (faintest < brightest[..., 0])).any(axis=1)
+    no_signal = ~(finite & (flat != 0)).any(axis=(1, 2))
+    flags = (np.where(nonfinite, np.int32(Flag.NAN_PIXELS), np.int32(0))
+             | np.where(empty, np.int32(Flag.EMPTY), np.int32(0))
+             | np.where(saturated, np.int32(Flag.SATURATED), np.int32(0)))
+    return flags.astype(np.int32), no_signal
+
+
+def merge_flags(pixel: np.ndarray, store_flags: np.ndarray) -> np.ndarray:
+    """Store flags plus the pixel checks' flags, NAN_PIXELS only where the store's flags
+    (off the image edge, no data, an unreadable chunk) do not already explain the NaNs."""
+    explained = (store_flags & (Flag.OFF_EDGE | Flag.NO_DATA | Flag.UNREADABLE)) != 0
+    nan = (pixel & Flag.NAN_PIXELS) != 0
+    return (store_flags | (pixel & ~np.int32(Flag.NAN_PIXELS))
+            | np.where(nan & ~explained, np.int32(Flag.NAN_PIXELS), np.int32(0))).astype(np.int32)
+
+
+def blank_rows(columns: dict[str, np.ndarray], rows: np.ndarray) -> None:
+    """Set the estimates of ``rows`` to NaN (integer columns, e.g. feature indices, to -1),
+    in place: for cutouts with nothing to measure."""
+    if not rows.any():
+        return
+    for values in columns.values():
+        values[rows] = np.nan if np.issubdtype(values.dtype, np.floating) else -1
 
 
 class Estimator:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..catalog.commits import CommitRecord
 from ..catalog.schema import CatalogSchema, list_column
 from ..catalog.writer import CatalogWriter
 from ..flags import Flag
@@ -27,9 +28,10 @@ from ..kinds import load_plugins
 from ..models.background import measure_background
 from ..models.checkpoint import Checkpoint
 from ..models.domain import TrainingDomain
+from ..retry import retry_counts
 from ..store import open_store
 from ..store.shards import Shard
-from .estimate import Estimator, nonfinite_rows, pixel_flags
+from .estimate import Estimator, blank_rows, merge_flags, pixel_checks
 from .live_calibration import LiveCalibration, label_names, live_calibration, live_targets
 
 __all__ = ["ShardProcessor", "ShardReport"]
@@ -56,6 +58,12 @@ class ShardReport:
     node: str = ""
     #: per (model, PDF target) counts for objects whose store holds the truth
     calibration: list[LiveCalibration] = field(default_factory=list)
+    commit: CommitRecord | None = None  # the driver compacts these into the commit log
+    #: chunks whose pixels could not be read: "objects A-B: cause" (their rows are flagged)
+    quarantined: list[str] = field(default_factory=list)
+    quarantined_objects: int = 0
+    #: storage retries in this process since its previous report, per operation
+    io_retries: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> ShardReport:
         """The same report without per-batch latencies (which go to the metrics only), so a
@@ -103,6 +111,7 @@ class ShardProcessor:
         self.prefetch = prefetch
         self.live = live_targets(self.schema, self.store.label_names)
         self.live_labels = label_names(self.live)
+        self._retries = retry_counts()
 
     def _chunks(self, shard: Shard) -> list[tuple[int, int]]:
         step = self.store.layout.chunk_objects
@@ -119,8 +128,14 @@ class ShardProcessor:
         held = 0
         waited = time.perf_counter()
         for chunk in self.store.iter_batches(self._chunks(shard), prefetch=self.prefetch,
-                                             labels=self.live_labels, photometry=False):
-            report.bytes_read += chunk.nbytes
+                                             labels=self.live_labels, photometry=False,
+                                             quarantine=True):
+            if chunk.unreadable:
+                report.quarantined.append(f"objects {chunk.start}-{chunk.stop}: "
+                                          f"{chunk.unreadable}")
+                report.quarantined_objects += len(chunk)
+            else:
+                report.bytes_read += chunk.nbytes
             identity = {"object_id": chunk.object_id, "ra": chunk.ra, "dec": chunk.dec,
                         "flags": chunk.flags, **{f"label:{name}": chunk.labels[name]
                                                  for name in self.live_labels}}
@@ -151,6 +166,7 @@ class ShardProcessor:
             **{f"label:{name}": [] for name in self.live_labels}}
         estimates: dict[str, list[np.ndarray]] = {}
         flag_parts: list[np.ndarray] = []
+        blank_parts: list[np.ndarray] = []
         ood_parts: list[np.ndarray] = []
         for images, chunk_identity in self._model_batches(shard, report):
             if chunk_identity is not None:
@@ -161,7 +177,9 @@ class ShardProcessor:
             t0 = time.perf_counter()
             for name, values in self.estimator(images).items():
                 estimates.setdefault(name, []).append(values)
-            flag_parts.append(nonfinite_rows(images))
+            pixel, no_signal = pixel_checks(images)
+            flag_parts.append(pixel)
+            blank_parts.append(no_signal)
             ood_parts.append(self._outside(images, report))
             report.model_seconds.append(time.perf_counter() - t0)
             report.batches += 1
@@ -169,9 +187,12 @@ class ShardProcessor:
         read = {name: np.concatenate(parts) for name, parts in identity.items()}
         estimated = {name: np.concatenate(parts) for name, parts in estimates.items()}
         store_flags = read["flags"].astype(np.int32)
-        nonfinite = np.concatenate(flag_parts) if flag_parts else np.zeros(0, dtype=bool)
-        flags = pixel_flags(nonfinite, store_flags)
-        report.failed_objects = int(((flags ^ store_flags) != 0).sum())
+        pixel = np.concatenate(flag_parts) if flag_parts else np.zeros(0, dtype=np.int32)
+        flags = merge_flags(pixel, store_flags)
+        report.failed_objects = int(((flags ^ store_flags) != 0).sum()
+                                    + ((store_flags & Flag.UNREADABLE) != 0).sum())
+        if blank_parts:
+            blank_rows(estimated, np.concatenate(blank_parts))
         if ood_parts:
             ood = np.concatenate(ood_parts)
             flags |= np.where(ood, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
@@ -181,13 +202,21 @@ class ShardProcessor:
             labels = {name: read[f"label:{name}"] for name in self.live_labels}
             report.calibration = live_calibration(self.live, labels, estimated)
         t0 = time.perf_counter()
-        self.writer.commit(shard, table, self.run_id)
+        report.commit = self.writer.commit(shard, table, self.run_id)
         report.write_seconds = time.perf_counter() - t0
         report.rows = table.num_rows
         report.wall_seconds = time.perf_counter() - started
         report.cpu_seconds = _cpu_seconds() - cpu0
         report.peak_rss_mb = _peak_rss_mb()
+        report.io_retries = self._retries_since_last_report()
         return report
+
+    def _retries_since_last_report(self) -> dict[str, int]:
+        now = retry_counts()
+        since = {op: n - self._retries.get(op, 0) for op, n in now.items()
+                 if n > self._retries.get(op, 0)}
+        self._retries = now
+        return since
 
     def _outside(self, images: np.ndarray, report: ShardReport) -> np.ndarray:
         """Objects of a batch outside any model's training domain; reasons go to ``report``."""

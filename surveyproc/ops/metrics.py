@@ -80,6 +80,12 @@ METRICS: dict[str, MetricDef] = {
                                              "committed.", _JOB),
     "surveyproc_shard_retries": MetricDef("counter", "Shards handed out again after a "
                                           "failure.", _JOB),
+    "surveyproc_storage_retries": MetricDef("counter", "Storage operations (read, write, "
+                                            "list, delete) retried after a transient error.",
+                                            ("job_name", "node", "operation")),
+    "surveyproc_quarantined_objects": MetricDef("counter", "Objects whose pixels stayed "
+                                                "unreadable, written flagged UNREADABLE.",
+                                                _NODE),
     "surveyproc_inflight_shards": MetricDef("gauge", "Shards handed to actors and not "
                                             "finished.", _JOB),
     "surveyproc_objects_planned": MetricDef("gauge", "Objects this run has to process.", _JOB),
@@ -249,6 +255,11 @@ class PipelineMetrics:
 
     # -- what a shard cost: the actor (ray channel) or the driver (http) ---------------
 
+    def storage_retries(self, counts: dict[str, int], node: str = "driver") -> None:
+        """Account for storage retries (per operation) made by an actor or the driver."""
+        for operation, n in counts.items():
+            self._record("surveyproc_storage_retries", n, node=node, operation=operation)
+
     def record_shard(self, report: ShardReport) -> None:
         """Account for one finished shard's report."""
         node = {"node": report.node or "local"}
@@ -256,6 +267,9 @@ class PipelineMetrics:
         self._record("surveyproc_bytes_read", report.bytes_read, **node)
         self._record("surveyproc_batches", report.batches, **node)
         self._record("surveyproc_failed_objects", report.failed_objects, **node)
+        self.storage_retries(report.io_retries, node["node"])
+        if report.quarantined_objects:
+            self._record("surveyproc_quarantined_objects", report.quarantined_objects, **node)
         for stage, latencies in (("read", report.read_seconds), ("model", report.model_seconds)):
             for seconds in latencies:
                 self._record("surveyproc_stage_seconds", seconds, stage=stage)

@@ -7,6 +7,13 @@ shard is read), and the 1-D columns are fetched concurrently with the images
 so that on an object store their latency hides behind the image transfer.
 :meth:`SurveyStore.iter_batches` adds read-ahead so decoding of the next range
 overlaps the caller's work on the current one.
+
+Transient storage errors are retried (:mod:`surveyproc.retry`).  An inference
+read may ask for ``quarantine=True``: pixels that stay unreadable (a chunk that
+does not decode, a key that answers 5xx however often it is asked) then come
+back as NaN with the ``UNREADABLE`` flag and the cause in
+:attr:`CutoutBatch.unreadable`, so one bad chunk costs its objects' estimates,
+not the run.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import numpy as np
 import zarr
 
 from ..errors import InvalidParameterError, StoreAccessError, StoreNotFoundError, describe_error
+from ..flags import Flag
 from ..fs import normalize, redact, resolve, zarr_store
+from ..retry import is_transient, retrying
 from . import layout
 from .batch import CutoutBatch
 from .shards import Shard, plan_shards
@@ -63,7 +72,7 @@ def open_store(
     shown = redact(url)
     try:
         store = zarr_store(url, storage_options, read_only=True)
-        group = zarr.open_group(store=store, mode="r")
+        group = retrying("open", lambda: zarr.open_group(store=store, mode="r"))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError,
             zarr.errors.NodeTypeValidationError):
         msg = f"store {shown}: no Zarr group found there (check the path or URL)"
@@ -71,7 +80,7 @@ def open_store(
     except Exception as error:  # network, permissions, credentials: say which, in one line
         raise StoreAccessError(f"store {shown}: cannot open it ({describe_error(error)})") \
             from error
-    store_layout = validate_group(shown, group, check_ids=check_ids)
+    store_layout = retrying("open", lambda: validate_group(shown, group, check_ids=check_ids))
     return SurveyStore(url, storage_options, group, store_layout)
 
 
@@ -180,8 +189,9 @@ class SurveyStore:
         images: bool = True,
         labels: bool | Sequence[str] = True,
         photometry: bool = True,
+        quarantine: bool = False,
     ) -> CutoutBatch:
-        """Objects ``[start, stop)`` with the requested columns.
+        """Objects ``[start, stop)`` with the requested columns (``quarantine``: see above).
 
         Examples
         --------
@@ -193,20 +203,38 @@ class SurveyStore:
         """
         self._check_range(start, stop)
         names = tuple(self._columns(labels, photometry))
-        pixels = np.asarray(self.array(layout.IMAGES)[start:stop]) if images else None
+        unreadable = ""
+        pixels = None
+        if images:
+            try:
+                pixels = self._read_images(start, stop)
+            except Exception as error:
+                if not (quarantine and _unreadable(error)):
+                    raise
+                lay = self.layout
+                pixels = np.full((stop - start, len(lay.bands), lay.height, lay.width), np.nan,
+                                 dtype=self.array(layout.IMAGES).dtype)
+                unreadable = describe_error(error)
         values = self._column_values(names, start, stop)
+        flags = values.get(layout.FLAGS, np.zeros(stop - start, dtype=np.int32))
+        if unreadable:
+            flags = np.asarray(flags, dtype=np.int32) | np.int32(Flag.UNREADABLE)
         return CutoutBatch(
             start=start,
             object_id=values[layout.OBJECT_ID],
             ra=values[layout.RA],
             dec=values[layout.DEC],
             images=pixels,
-            flags=values.get(layout.FLAGS, np.zeros(0, dtype=np.int32)),  # empty = all 0
+            flags=flags,
             photometry={n.split("/", 1)[1]: v for n, v in values.items()
                         if n.startswith(layout.PHOTOMETRY + "/")},
             labels={n.split("/", 1)[1]: v for n, v in values.items()
                     if n.startswith(layout.LABELS + "/")},
+            unreadable=unreadable,
         )
+
+    def _read_images(self, start: int, stop: int) -> np.ndarray:
+        return retrying("read", lambda: np.asarray(self.array(layout.IMAGES)[start:stop]))
 
     def _column_values(self, names: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
         """1-D columns of ``[start, stop)``, served from a cached window when one covers it.
@@ -253,7 +281,7 @@ class SurveyStore:
         return {name: future.result() for name, future in futures.items()}
 
     def _read_rows(self, name: str, rows: slice) -> np.ndarray:
-        return np.asarray(self.array(name)[rows])
+        return retrying("read", lambda: np.asarray(self.array(name)[rows]))
 
     def iter_batches(
         self,
@@ -310,6 +338,12 @@ class SurveyStore:
         if self._column_pool is not None:
             self._column_pool.shutdown(wait=False)
             self._column_pool = None
+
+
+def _unreadable(error: Exception) -> bool:
+    """Errors that quarantine pixels: storage failures that outlived their retries, and
+    chunks that do not decode (codecs raise RuntimeError or ValueError), never bugs."""
+    return is_transient(error) or isinstance(error, OSError | RuntimeError | ValueError)
 
 
 def _reopen(url: str, storage_options: dict[str, Any] | None) -> SurveyStore:

@@ -121,7 +121,8 @@ def test_commits_are_atomic_resumable_and_readable(tmp_path):
     assert manifest(url) is None
     writer.commit(shards[1], _table(schema, 4, 8), "r")
     done = writer.finish(3, 10)
-    assert done["rows"] == 10 and [s["index"] for s in done["shards"]] == [0, 1, 2]
+    assert done["rows"] == 10 and done["n_shards"] == 3
+    assert [r.index for r in writer.records()] == [0, 1, 2]
     assert manifest(url)["complete"]
 
     # pyarrow (and so Dask) read the parts and nothing else: not the temporary, not the JSON

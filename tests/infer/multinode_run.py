@@ -1,8 +1,12 @@
-"""Run inference on a three-node Ray cluster in one machine (``ray.cluster_utils.Cluster``).
+"""Run inference on a multi-node Ray cluster in one machine (``ray.cluster_utils.Cluster``).
 
-Started by ``test_multinode.py`` in its own process, because a process holds
-one Ray connection and the test session already has its local Ray.  Prints a
-JSON line with the nodes that processed shards.
+Started by ``test_engine.py`` in its own process, because a process holds one
+Ray connection and the test session already has its local Ray.  Three worker
+nodes of one CPU each, two one-CPU actors: with ``--remove-node`` the node of
+one of this run's actors (found through Ray's state API of this cluster) is
+removed once the first shard is committed, as a lost Kubernetes pod would be,
+and the spare node takes the replacement actor.  Prints a JSON line with the
+nodes that processed shards, the removed node and the shard retries.
 """
 
 from __future__ import annotations
@@ -10,12 +14,34 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
+from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["SURVEYPROC_PROGRESS"] = "0"
 
 
-def main(job_json: str) -> None:
+def _remove_an_actor_node(cluster, catalog: Path, runner: threading.Thread) -> str:
+    """Once a shard is committed, remove the node of one of this run's live actors."""
+    from ray.util.state import list_actors
+
+    victim = None
+    while runner.is_alive() and victim is None:  # an actor of this run, on this cluster
+        actors = list_actors(filters=[("class_name", "=", "InferenceActor"),
+                                      ("state", "=", "ALIVE")], address=cluster.gcs_address)
+        victim = next((node for actor in actors for node in cluster.worker_nodes
+                       if node.node_id == actor.node_id), None)
+        time.sleep(0.1)
+    while runner.is_alive() and victim is not None:
+        if list(catalog.glob("_committed/shard-*.json")):
+            cluster.remove_node(victim, allow_graceful=False)
+            return victim.node_id[:12]
+        time.sleep(0.01)
+    return ""
+
+
+def main(job_json: str, remove_node: bool) -> None:
     from ray.cluster_utils import Cluster
 
     from surveyproc.infer import run_inference
@@ -24,18 +50,26 @@ def main(job_json: str) -> None:
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
-        for _ in range(2):  # one CPU each: the two actors must land on different nodes
+        for _ in range(3 if remove_node else 2):  # one CPU each: one actor per node
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         spec = json.loads(job_json)
         spec["ray"] = {"address": cluster.address}
         job = JobSpec.model_validate(spec)
-        result = run_inference(job, open_store(job.store.url))
-        print(json.dumps({"complete": result.complete,
+        outcome: dict = {}
+        runner = threading.Thread(
+            target=lambda: outcome.update(result=run_inference(job, open_store(job.store.url))))
+        runner.start()
+        removed = (_remove_an_actor_node(cluster, Path(job.outputs.catalog), runner)
+                   if remove_node else "")
+        runner.join()
+        result = outcome["result"]
+        print(json.dumps({"complete": result.complete, "removed": removed,
+                          "retries": result.retries,
                           "nodes": sorted({r.node for r in result.reports})}))
     finally:
         cluster.shutdown()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--remove-node" in sys.argv[2:])
