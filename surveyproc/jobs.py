@@ -35,6 +35,7 @@ from pydantic import (
 from .errors import InvalidParameterError, JobSpecError
 from .kinds import ModelSettings, get_kind, load_plugins, registered_kinds
 from .outputs import OutputLayout
+from .redact import USERINFO as _USERINFO
 from .store.synth.settings import SynthConfig
 
 __all__ = ["JobSpec", "load_job", "parse_assignment"]
@@ -49,8 +50,42 @@ def _path_component(name: str, what: str) -> None:
         raise ValueError(msg)
 
 
+#: storage_options keys that carry secrets (fsspec, s3fs, gcsfs, adlfs spellings), lower case.
+_SECRET_KEYS = {"key", "secret", "token", "password", "session_token", "access_key",
+                "secret_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+                "account_key", "sas_token", "client_secret", "connection_string"}
+_CREDENTIALS_BELONG = ("credentials do not belong in a job file (it is shared, logged and "
+                       "shipped to the cluster); use the environment's chain: "
+                       "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance "
+                       "or pod role (Kubernetes: a Secret mounted as environment variables)")
+
+
+def _refuse_secrets(options: Any, where: str) -> None:
+    """Raise (naming the key, never its value) if ``options`` holds a credential."""
+    if isinstance(options, dict):
+        for key, value in options.items():
+            if str(key).lower() in _SECRET_KEYS:
+                msg = f"{where}.{key}: {_CREDENTIALS_BELONG}"
+                raise ValueError(msg)
+            _refuse_secrets(value, f"{where}.{key}")
+
+
+def _refuse_userinfo(url: str | None) -> str | None:
+    if url is not None and _USERINFO.match(url):
+        msg = f"the URL holds a user name or password: {_CREDENTIALS_BELONG}"
+        raise ValueError(msg)
+    return url
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> _Section:
+        options = getattr(self, "storage_options", None)
+        if options:
+            _refuse_secrets(options, "storage_options")
+        return self
 
 
 class StoreSection(_Section):
@@ -62,12 +97,16 @@ class StoreSection(_Section):
                                             "the environment's credential chain).")
     synth: SynthConfig | None = Field(None, description="Synthesise the store if missing.")
 
+    _url_has_no_credentials = field_validator("url")(_refuse_userinfo)
+
 
 class OutputSection(_Section):
     """Where results go."""
 
     dir: str = Field(description="Directory or URL for checkpoints, catalog and report.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    _dir_has_no_credentials = field_validator("dir")(_refuse_userinfo)
 
 
 class RaySection(_Section):
@@ -363,7 +402,9 @@ def _one_line(error: ValidationError, origin: str, tree: Any = None) -> str:
     if first["type"] == "missing":
         return f"{origin}: required key '{key}' is missing"
     got = first.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+    # the value is echoed to help, except when it is the credential being refused
+    secret = _CREDENTIALS_BELONG in first["msg"]
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) and not secret else ""
     message = first["msg"].removeprefix("Value error, ")
     more = len(error.errors()) - 1
     tail = f"; and {more} more problem(s)" if more else ""

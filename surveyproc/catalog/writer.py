@@ -62,6 +62,7 @@ class CatalogWriter:
         self.url = join(url)
         self.storage_options = dict(storage_options or {})
         self.log = CommitLog(self.url, self.storage_options)
+        self.finished = False  # prepare() found the manifest of a finished catalog
 
     def _path(self, *parts: str) -> str:
         return join(self.url, *parts)
@@ -85,26 +86,40 @@ class CatalogWriter:
         if overwrite and fs.exists(path):
             log.info("catalog %s: overwriting", redact(self.url))
             fs.rm(path, recursive=True)
-        try:
-            existing = json.loads(read_bytes(self._path(DESCRIPTION), self.storage_options))
-        except FileNotFoundError:
-            existing = None
-        if existing is not None:
-            for key in IDENTITY_KEYS:
-                if existing.get(key) != description.get(key):
-                    msg = (f"catalog {redact(self.url)} was made with other {key} "
-                           f"({_difference(existing.get(key), description.get(key))}); "
-                           "choose another output or set infer.overwrite=true")
-                    raise CatalogMismatchError(msg)
-        else:
+        if self.check(description) is None:
             fs.makedirs(path, exist_ok=True)
             write_bytes_atomic(self._path(DESCRIPTION), json.dumps(description, indent=2).encode(),
                                self.storage_options)
             return set()
         done = self.manifest()
         if done is not None and done.get("complete"):
+            self.finished = True
             return set(range(int(done["n_shards"])))
         return set(self.log.consolidate())
+
+    def check(self, description: dict[str, Any], *, overwrite: bool = False
+              ) -> dict[str, Any] | None:
+        """The description of the catalog already at the URL (None: none there), after
+        checking that ``description`` may continue it; reads one file, writes nothing.
+
+        Raises
+        ------
+        CatalogMismatchError
+            It was made from another store, shard plan or set of models, and ``overwrite``
+            is false.
+        """
+        description = json.loads(json.dumps(description))
+        try:
+            existing = json.loads(read_bytes(self._path(DESCRIPTION), self.storage_options))
+        except FileNotFoundError:
+            return None
+        for key in IDENTITY_KEYS:
+            if existing.get(key) != description.get(key) and not overwrite:
+                msg = (f"catalog {redact(self.url)} was made with other {key} "
+                       f"({_difference(existing.get(key), description.get(key))}); "
+                       "choose another output or set infer.overwrite=true")
+                raise CatalogMismatchError(msg)
+        return existing
 
     def manifest(self) -> dict[str, Any] | None:
         """``_manifest.json`` of a finished catalog, or None while shards are missing."""

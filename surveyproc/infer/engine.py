@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..fs import is_process_local, read_bytes, redact
 from ..jobs import JobSpec
+from ..kinds import build_network
 from ..models.checkpoint import Checkpoint
 from ..ops.metrics import PipelineMetrics
 from ..ops.progress import progress_bar
@@ -111,6 +112,8 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
     CheckpointNotFoundError, CheckpointMismatchError
         A checkpoint is missing or does not fit the store (bands, cutout size, flux
         unit, sky, pixel scale: see :meth:`Checkpoint.check_domain`).
+    CatalogMismatchError
+        The output already holds a catalog of another store, shard plan or models.
     """
     names = job.infer.models or [m.name for m in job.models]
     if not names:
@@ -127,6 +130,7 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
                    "(surveyproc train JOB.yaml)")
             raise CheckpointNotFoundError(msg) from None
         checkpoint = Checkpoint.from_bytes(data, f"checkpoint {redact(url)}")
+        build_network(checkpoint)  # weights of another architecture: refused here, not in actors
         checkpoint.check_store(store.bands, (store.layout.height, store.layout.width),
                                f"store {store.url}")
         for warning in checkpoint.check_domain(store.attrs, f"store {store.url}",
@@ -149,6 +153,9 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
              "shards": {"count": len(shards), "objects_per_shard": per_shard,
                         "edges": [s.start for s in shards[:1]] + [s.stop for s in shards][-1:]}}
     schema = CatalogSchema(columns, extra)
+    # an output holding another run is refused here, before Ray starts or anything is written
+    CatalogWriter(job.outputs.catalog, job.output.storage_options).check(
+        schema.describe(), overwrite=job.infer.overwrite)
     for warning in warnings:
         log.warning("%s", warning)
     return InferPlan(store, shards, schema, [(name, data) for name, _, data in loaded],
@@ -217,11 +224,13 @@ def run_inference(job: JobSpec, store: SurveyStore, plan: InferPlan | None = Non
     channel = "http" if serial or not job.metrics.enabled else job.metrics.export
     result = InferResult(plan.catalog, run_id, store.n_objects, len(plan.shards), 0,
                          len(committed), 0, 0.0, False)
-    # Ray first: the driver's Ray-channel metrics need a connected Ray
-    with contextlib.nullcontext() if serial else job_ray(job):
-        _run_shards(job, processor, todo, serial, channel, done_before, result, writer)
+    if todo:  # nothing to do: no Ray, no actors, no models loaded
+        # Ray first: the driver's Ray-channel metrics need a connected Ray
+        with contextlib.nullcontext() if serial else job_ray(job):
+            _run_shards(job, processor, todo, serial, channel, done_before, result, writer)
     if len(committed) + result.shards_run == len(plan.shards):
-        writer.finish(len(plan.shards), store.n_objects)
+        if not writer.finished:  # a finished catalog's manifest is already there
+            writer.finish(len(plan.shards), store.n_objects)
         result.complete = True
     return result
 

@@ -66,9 +66,11 @@ class ShardReport:
     io_retries: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> ShardReport:
-        """The same report without per-batch latencies (which go to the metrics only), so a
-        million-shard run keeps little in the driver."""
-        return replace(self, read_seconds=[], model_seconds=[])
+        """The same report without what the driver has folded in elsewhere (per-batch
+        latencies go to the metrics, the commit record to the commit log, calibration counts
+        and reasons to the run's totals), so a 10^5-shard run keeps little in the driver."""
+        return replace(self, read_seconds=[], model_seconds=[], commit=None, calibration=[],
+                       ood_reasons={}, io_retries={})
 
 
 def _peak_rss_mb() -> float:

@@ -81,8 +81,13 @@ def _panels() -> list[dict[str, Any]]:
             (f"sum by (job_name) (increase(surveyproc_shard_retries_total{{{J}}}[{RATE}]))",
              "shard retries {{job_name}}"),
             (f"sum by (job_name) (increase(surveyproc_failed_objects_total{{{J}}}[{RATE}]))",
-             "failed objects {{job_name}}")], (0, 13, 12, 8), "short",
-            "Shards handed out again; objects flagged for unusable pixels."),
+             "failed objects {{job_name}}"),
+            (f"sum by (job_name, operation) (increase(surveyproc_storage_retries_total{{{J}}}"
+             f"[{RATE}]))", "storage {{operation}} retries {{job_name}}"),
+            (f"sum by (job_name) (increase(surveyproc_quarantined_objects_total{{{J}}}"
+             f"[{RATE}]))", "quarantined objects {{job_name}}")], (0, 13, 12, 8), "short",
+            "Shards handed out again; objects flagged for unusable pixels; storage operations "
+            "retried after transient errors; objects of chunks that stayed unreadable."),
         _panel("Stage latency (median, 95th percentile)", "timeseries", [
             (f"histogram_quantile(0.5, {latency})", "{{stage}} p50"),
             (f"histogram_quantile(0.95, {latency})", "{{stage}} p95")], (12, 13, 12, 8), "s",

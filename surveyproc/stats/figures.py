@@ -204,7 +204,9 @@ def calibration_figure(table: pd.DataFrame, target: str, out: Path, name: str) -
                 if nominal is not None:
                     ax.axhline(nominal, color="k", ls="--", lw=0.8)
             if column == "sigma_nmad":  # from zero, so bins' scatter compares by eye
-                ax.set_ylim(0, 1.15 * max(float(np.nanmax(rows[column])), 1e-6))
+                finite = rows[column].to_numpy(dtype=float)
+                finite = finite[np.isfinite(finite)]  # a bin of flagged rows has none
+                ax.set_ylim(0, 1.15 * max(float(finite.max()) if finite.size else 0.0, 1e-6))
             if col == 0:
                 ax.set_ylabel(label)
                 if column == "coverage":

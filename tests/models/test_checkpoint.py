@@ -87,7 +87,7 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
     buffer = io.BytesIO()
     torch.save({"meta": Payload()}, buffer)
     (tmp_path / "evil.pt").write_bytes(buffer.getvalue())
-    with pytest.raises(CheckpointMismatchError, match="not a surveyproc checkpoint"):
+    with pytest.raises(CheckpointMismatchError, match=r"not loaded \(weights-only loading"):
         load_checkpoint(str(tmp_path / "evil.pt"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointMismatchError, match="not a surveyproc checkpoint"):

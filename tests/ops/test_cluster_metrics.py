@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PLANTED_S3_SECRET = "planted-s3-secret-metrics-41ac"
 #: Series that exist only once something goes wrong (shown by promtool unit tests on
 #: synthetic series) or only on GPU nodes; a healthy CPU run cannot make them.
-ONLY_ON_FAULTS = {"surveyproc_shard_retries_total", "surveyproc_failed_objects_total"}
+ONLY_ON_FAULTS = {"surveyproc_shard_retries_total", "surveyproc_failed_objects_total",
+                  "surveyproc_storage_retries_total", "surveyproc_quarantined_objects_total"}
 ONLY_ON_GPUS = {"ray_node_gpus_utilization"}
 
 

@@ -145,3 +145,18 @@ def test_exemplar_cutouts_carry_their_object_ids(small):
     assert [i for i, _ in images[3]] == ids
     assert [i for i, _ in images[4]] == [ids[0]]  # an unknown id is skipped
     assert images[3][0][1].shape[-1] == 3
+
+
+def test_the_calibration_figure_draws_bins_without_a_finite_scatter(tmp_path):
+    """Bins whose every estimate is NaN (all their objects flagged with no signal) have no
+    sigma_NMAD: the figure still draws (it crashed setting NaN axis limits)."""
+    import pandas as pd
+
+    from surveyproc.stats.figures import calibration_figure
+
+    table = pd.DataFrame({"group": ["all", "r 18-20", "r 20-22"], "note": ["", "", ""],
+                          "binned_by": ["", "r", "r"], "bin_low": [0.0, 18.0, 20.0],
+                          "bin_high": [0.0, 20.0, 22.0], "sigma_nmad": [np.nan] * 3,
+                          "bias_median": [np.nan] * 3})
+    name = calibration_figure(table, "redshift", tmp_path, "calibration_redshift.png")
+    assert (tmp_path / name).stat().st_size > 1000

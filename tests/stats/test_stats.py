@@ -14,7 +14,7 @@ from surveyproc.models import Grid
 from surveyproc.stats import aggregate_catalog, crps, pit_values
 from surveyproc.stats.report import write_report
 from surveyproc.testing import synthetic_catalog
-from tests.support.catalogs import F, K, N
+from tests.support.catalogs import F, K, N, uncommit
 
 pytestmark = pytest.mark.slow
 GRID = Grid(low=0.0, high=0.4, n_bins=180)
@@ -184,8 +184,7 @@ def test_an_unfinished_catalog_is_refused_unless_partial_is_allowed(small, tmp_p
     store = small.store
     url = tmp_path / "cat"
     synthetic_catalog(str(url), store, rows_per_part=1000, n_features=F, k=K, seed=4)
-    (url / "_manifest.json").unlink()
-    (url / "_committed" / "shard-000001.json").unlink()  # its part stays: a crashed commit
+    uncommit(str(url), 1)  # its part stays: a crashed commit
     with pytest.raises(CatalogMismatchError, match="unfinished: 2 of 3 shards committed"):
         aggregate_catalog(str(url), store)
     partial = aggregate_catalog(str(url), store, allow_partial=True)
@@ -216,8 +215,7 @@ def test_surveyproc_aggregate_on_an_unfinished_catalog_exits_2_unless_partial(sm
     store = small.store
     url = tmp_path / "cat"
     synthetic_catalog(str(url), store, rows_per_part=1000, n_features=F, k=K, seed=4)
-    (url / "_manifest.json").unlink()
-    (url / "_committed" / "shard-000002.json").unlink()
+    uncommit(str(url), 2)
     job = tmp_path / "job.yaml"
     job.write_text(f"name: partial\nstore: {{url: {store.url}}}\n"
                    f"output: {{dir: {tmp_path / 'out'}}}\ninfer: {{catalog: {url}}}\n")

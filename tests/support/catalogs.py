@@ -44,3 +44,19 @@ def small_catalog(root: Path) -> SmallCatalog:
                            for name in store.label_names}).astype(np.float64)
     return SmallCatalog(store, root, table, labels,
                         aggregate_catalog(str(root / "cat"), store, targets=PHOTO_Z))
+
+
+def uncommit(url: str, index: int) -> None:
+    """Make a finished catalog look as a crash between shard ``index``'s part and its commit
+    record leaves it: the part stays, its record and the manifest are gone."""
+    from surveyproc.catalog.commits import CommitLog
+    from surveyproc.catalog.writer import MANIFEST
+
+    log = CommitLog(url)
+    records = log.records()
+    Path(url, MANIFEST).unlink()
+    for segment in log.segments():
+        Path(segment).unlink()
+    for record in records.values():
+        if record.index != index:
+            log.write_record(record)

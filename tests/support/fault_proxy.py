@@ -176,14 +176,20 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up mid-answer (a reset it asked for, a timeout): not news."""
+
+
 @contextlib.contextmanager
 def fault_proxy(upstream: str, rates: FaultRates | None = None, *, seed: int = 0
                 ) -> Iterator[FaultProxy]:
     """Run a :class:`FaultProxy` for ``upstream`` on a free 127.0.0.1 port while the block
     runs; its ``endpoint`` is the URL to give clients."""
     proxy = FaultProxy(upstream, rates or FaultRates(), seed)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
-    server.daemon_threads = True
+    server = _QuietServer(("127.0.0.1", 0), _handler(proxy))
     proxy.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True)
     thread.start()
