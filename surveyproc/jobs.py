@@ -35,7 +35,6 @@ from pydantic import (
 from .errors import InvalidParameterError, JobSpecError
 from .kinds import ModelSettings, get_kind, load_plugins, registered_kinds
 from .outputs import OutputLayout
-from .redact import USERINFO as _USERINFO
 from .store.synth.settings import SynthConfig
 
 __all__ = ["JobSpec", "load_job", "parse_assignment"]
@@ -70,13 +69,6 @@ def _refuse_secrets(options: Any, where: str) -> None:
             _refuse_secrets(value, f"{where}.{key}")
 
 
-def _refuse_userinfo(url: str | None) -> str | None:
-    if url is not None and _USERINFO.match(url):
-        msg = f"the URL holds a user name or password: {_CREDENTIALS_BELONG}"
-        raise ValueError(msg)
-    return url
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -97,16 +89,12 @@ class StoreSection(_Section):
                                             "the environment's credential chain).")
     synth: SynthConfig | None = Field(None, description="Synthesise the store if missing.")
 
-    _url_has_no_credentials = field_validator("url")(_refuse_userinfo)
-
 
 class OutputSection(_Section):
     """Where results go."""
 
     dir: str = Field(description="Directory or URL for checkpoints, catalog and report.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
-
-    _dir_has_no_credentials = field_validator("dir")(_refuse_userinfo)
 
 
 class RaySection(_Section):

@@ -123,7 +123,7 @@ CASES: dict[str, tuple[Callable, str]] = {
     "output holding another run": (_another_run_in_the_output, "was made with other store"),
     "name escaping the output": (_escaping_name, "without spaces or slashes"),
     "credentials in storage_options": (_credentials_in_options, "do not belong in a job file"),
-    "credentials in a URL": (_credentials_in_url, "do not belong in a job file"),
+    "credentials in a URL": (_credentials_in_url, "carries credentials (user:password@)"),
 }
 
 

@@ -68,6 +68,10 @@ _SEGMENT_SCHEMA = pa.schema([
     ("bytes", pa.int64()), ("writer", pa.dictionary(pa.int32(), pa.string()))])
 
 
+def _record_name(index: int) -> str:
+    return f"shard-{index:06d}.json"
+
+
 def _segment_bytes(records: Iterable[CommitRecord]) -> bytes:
     rows = sorted(records, key=lambda r: r.index)
     columns = {name: [getattr(r, name) for r in rows] for name in _SEGMENT_SCHEMA.names}
@@ -91,13 +95,13 @@ class CommitLog:
         self.fs, self.root = resolve(url, self.storage_options)
 
     def record_path(self, index: int) -> str:
-        return f"{self.root}/{COMMITTED}/shard-{index:06d}.json"
+        return f"{self.root}/{COMMITTED}/{_record_name(index)}"
 
     # -- writing (an actor) --------------------------------------------------------------------
 
     def write_record(self, record: CommitRecord) -> None:
         """The commit point of one shard (its part must be in place already)."""
-        write_bytes_atomic(join(self.url, COMMITTED, f"shard-{record.index:06d}.json"),
+        write_bytes_atomic(join(self.url, COMMITTED, _record_name(record.index)),
                            record.to_json().encode(), self.storage_options)
 
     # -- reading -------------------------------------------------------------------------------
@@ -137,14 +141,25 @@ class CommitLog:
         msg = f"commit log of {self.url} changed under three readings in a row"
         raise RuntimeError(msg)
 
-    def records(self) -> dict[int, CommitRecord]:
-        """Every commit record, by shard index: the loose files first, then the segments."""
+    def state(self) -> tuple[list[CommitRecord], dict[str, list[CommitRecord]]]:
+        """Loose records, then the records of each segment by its path, read in that order
+        (see the module docstring for why)."""
         loose = self.loose_records()
+        return loose, self._segment_contents()
+
+    @staticmethod
+    def union(loose: list[CommitRecord], segments: dict[str, list[CommitRecord]]
+              ) -> dict[int, CommitRecord]:
+        """Every record of a :meth:`state`, by shard index."""
         merged: dict[int, CommitRecord] = {}
-        for records in self._segment_contents().values():
+        for records in segments.values():
             merged.update((r.index, r) for r in records)
         merged.update((r.index, r) for r in loose)
         return dict(sorted(merged.items()))
+
+    def records(self) -> dict[int, CommitRecord]:
+        """Every commit record, by shard index: the loose files first, then the segments."""
+        return self.union(*self.state())
 
     # -- compaction (the driver) ---------------------------------------------------------------
 
@@ -170,25 +185,15 @@ class CommitLog:
     def compact(self, records: Iterable[CommitRecord]) -> str | None:
         """Write ``records`` as a new segment, then delete their per-shard files."""
         records = list(records)
-        if not records:
-            return None
-        segment = self._write_segment(records)
-        self._remove([self.record_path(r.index) for r in records])
-        self.fs.invalidate_cache(f"{self.root}/{COMMITTED}")
-        return segment
+        return self.merge([], records, records) if records else None
 
     def consolidate(self, max_segments: int = MAX_SEGMENTS) -> dict[int, CommitRecord]:
         """Compact loose records and, past ``max_segments`` segments, merge them all into one;
         return every record.  Run by the driver before it plans the work."""
-        loose = self.loose_records()
-        contents = self._segment_contents()
-        merged: dict[int, CommitRecord] = {}
-        for records in contents.values():
-            merged.update((r.index, r) for r in records)
-        merged.update((r.index, r) for r in loose)
-        merged = dict(sorted(merged.items()))
-        if len(contents) + bool(loose) > max_segments:
-            self.merge(list(contents), merged.values(), loose)
+        loose, segments = self.state()
+        merged = self.union(loose, segments)
+        if len(segments) + bool(loose) > max_segments:
+            self.merge(list(segments), merged.values(), loose)
         elif loose:
             self.compact(loose)
         return merged

@@ -23,7 +23,7 @@ from ..errors import CatalogNotFoundError, InvalidParameterError
 from ..fs import join, read_bytes, redact, resolve
 from .columns import pdf_column
 from .schema import CatalogSchema
-from .writer import DESCRIPTION, MANIFEST, CatalogWriter, part_name
+from .writer import DESCRIPTION, CatalogWriter, manifest, part_name
 
 __all__ = ["CommittedParts", "catalog_schema", "committed_parts", "manifest", "pdf_ensemble",
            "pdf_grid", "read_catalog"]
@@ -37,14 +37,6 @@ def catalog_schema(url: str, storage_options: dict[str, Any] | None = None) -> C
         msg = f"catalog {redact(url)}: no {DESCRIPTION} (not a surveyproc catalog, or not started)"
         raise CatalogNotFoundError(msg) from None
     return CatalogSchema.from_description(json.loads(text))
-
-
-def manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """``_manifest.json`` of a finished catalog, or None while shards are missing."""
-    try:
-        return json.loads(read_bytes(join(url, MANIFEST), storage_options))
-    except FileNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)

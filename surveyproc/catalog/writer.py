@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from ..errors import CatalogMismatchError
 from ..fs import join, read_bytes, redact, resolve, write_bytes_atomic
 from ..store.shards import Shard
-from .commits import CommitLog, CommitRecord
+from .commits import COMMIT_LOG, CommitLog, CommitRecord
 
 __all__ = ["CatalogWriter", "CommitRecord", "part_name"]
 
@@ -44,6 +44,14 @@ DESCRIPTION = "_catalog.json"
 MANIFEST = "_manifest.json"
 #: Fields of the description that must match for a re-run to continue a catalog.
 IDENTITY_KEYS = ("store", "shards", "models")
+
+
+def manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """``_manifest.json`` of a finished catalog, or None while shards are missing."""
+    try:
+        return json.loads(read_bytes(join(url, MANIFEST), storage_options))
+    except FileNotFoundError:
+        return None
 
 
 def part_name(shard_index: int) -> str:
@@ -91,7 +99,7 @@ class CatalogWriter:
             write_bytes_atomic(self._path(DESCRIPTION), json.dumps(description, indent=2).encode(),
                                self.storage_options)
             return set()
-        done = self.manifest()
+        done = manifest(self.url, self.storage_options)
         if done is not None and done.get("complete"):
             self.finished = True
             return set(range(int(done["n_shards"])))
@@ -121,13 +129,6 @@ class CatalogWriter:
                 raise CatalogMismatchError(msg)
         return existing
 
-    def manifest(self) -> dict[str, Any] | None:
-        """``_manifest.json`` of a finished catalog, or None while shards are missing."""
-        try:
-            return json.loads(read_bytes(self._path(MANIFEST), self.storage_options))
-        except FileNotFoundError:
-            return None
-
     def records(self) -> list[CommitRecord]:
         """Commit records present now, by shard index."""
         return list(self.log.records().values())
@@ -144,7 +145,8 @@ class CatalogWriter:
         CatalogMismatchError
             Shards are missing, or the committed rows do not add up to the store.
         """
-        by_index = self.log.records()
+        loose, segments = self.log.state()
+        by_index = self.log.union(loose, segments)
         records = list(by_index.values())
         missing = sorted(set(range(n_shards)) - set(by_index))
         rows = sum(r.rows for r in records)
@@ -153,11 +155,11 @@ class CatalogWriter:
                    f"{rows:,} of {n_objects:,} rows committed")
             raise CatalogMismatchError(msg)
         # every record in one segment, so that the manifest can name it
-        segment = self.log.merge(self.log.segments(), records, self.log.loose_records())
+        segment = self.log.merge(list(segments), records, loose)
         manifest = {"complete": True, "n_shards": n_shards, "rows": rows,
                     "bytes": sum(r.bytes for r in records),
                     "runs": sorted({r.run_id for r in records}),
-                    "commits": segment.rsplit("/", 2)[-2] + "/" + segment.rsplit("/", 1)[-1]}
+                    "commits": f"{COMMIT_LOG}/{segment.rsplit('/', 1)[-1]}"}
         write_bytes_atomic(self._path(MANIFEST), json.dumps(manifest, indent=1).encode(),
                            self.storage_options)
         return manifest

@@ -121,17 +121,13 @@ class Checkpoint:
             with warnings.catch_warnings():  # torch warns before refusing; the refusal says it
                 warnings.simplefilter("ignore")
                 payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            meta = json.loads(payload["meta"])
         except pickle.UnpicklingError:
             msg = (f"{where}: holds Python objects beyond tensors and plain values, so it is "
                    "not loaded (weights-only loading; a checkpoint written by "
                    "surveyproc train is weights-only)")
             raise CheckpointMismatchError(msg) from None
         except Exception as error:  # a truncated or foreign file: say so in one line
-            msg = f"{where}: not a surveyproc checkpoint ({type(error).__name__})"
-            raise CheckpointMismatchError(msg) from None
-        try:
-            meta = json.loads(payload["meta"])
-        except Exception as error:  # a foreign file: say so in one line
             msg = f"{where}: not a surveyproc checkpoint ({type(error).__name__})"
             raise CheckpointMismatchError(msg) from None
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
