@@ -108,7 +108,8 @@ def _one_run(index: int, faults: list[str], rng: random.Random, cluster, proxy, 
             injected.append("actor_kill")
         if "node_loss" in faults and (actor := _actor_of_this_run(cluster)) is not None:
             for node in list(cluster.worker_nodes):
-                if node.node_id == actor.node_id:
+                if node.node_id == actor.node_id:  # the node and its processes go together
+                    os.kill(actor.pid, signal.SIGKILL)
                     cluster.remove_node(node, allow_graceful=False)
                     cluster.add_node(num_cpus=1)
                     injected.append("node_loss")

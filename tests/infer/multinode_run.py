@@ -4,8 +4,14 @@ Started by ``test_engine.py`` in its own process, because a process holds one
 Ray connection and the test session already has its local Ray.  Three worker
 nodes of one CPU each, two one-CPU actors: with ``--remove-node`` the node of
 one of this run's actors (found through Ray's state API of this cluster) is
-removed once the first shard is committed, as a lost Kubernetes pod would be,
-and the spare node takes the replacement actor.  Prints a JSON line with the
+removed once that actor has committed two shards (so the report of the first has
+reached the driver, and the driver has handed it more), as a lost Kubernetes pod
+would be, and the spare node
+takes the replacement actor.  A lost pod takes its processes with it;
+``Cluster.remove_node`` kills the node's raylet, whose workers notice only
+later and meanwhile may finish their tasks (their replies go straight to the
+driver), so the actor's own process (its PID from the state API) is killed
+with the node.  Prints a JSON line with the
 nodes that processed shards, the removed node and the shard retries.
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -23,18 +30,23 @@ os.environ["SURVEYPROC_PROGRESS"] = "0"
 
 
 def _remove_an_actor_node(cluster, catalog: Path, runner: threading.Thread) -> str:
-    """Once a shard is committed, remove the node of one of this run's live actors."""
+    """Once one of this run's actors has committed two shards, remove its node and kill its
+    process, with its next shard in flight."""
     from ray.util.state import list_actors
 
-    victim = None
-    while runner.is_alive() and victim is None:  # an actor of this run, on this cluster
+    found = None
+    while runner.is_alive() and found is None:  # an actor of this run, on this cluster
         actors = list_actors(filters=[("class_name", "=", "InferenceActor"),
                                       ("state", "=", "ALIVE")], address=cluster.gcs_address)
-        victim = next((node for actor in actors for node in cluster.worker_nodes
-                       if node.node_id == actor.node_id), None)
-        time.sleep(0.1)
-    while runner.is_alive() and victim is not None:
-        if list(catalog.glob("_committed/shard-*.json")):
+        found = next(((actor, node) for actor in actors for node in cluster.worker_nodes
+                      if node.node_id == actor.node_id), None)
+        time.sleep(0.05)
+    while runner.is_alive() and found is not None:
+        actor, victim = found
+        records = [json.loads(path.read_text())
+                   for path in catalog.glob("_committed/shard-*.json")]
+        if sum(record["writer"].endswith(f":{actor.pid}") for record in records) >= 2:
+            os.kill(actor.pid, signal.SIGKILL)
             cluster.remove_node(victim, allow_graceful=False)
             return victim.node_id[:12]
         time.sleep(0.01)
