@@ -1,47 +1,56 @@
-"""Inference throughput: the whole pipeline against the models alone, and how it scales.
+"""Inference throughput: the whole pipeline against its models alone, one model and two.
 
-    python benchmarks/infer_throughput.py [--n 1024] [--size 64] [--width 64]
-        [--models sfnet,photoz] [--batch-size 256] [--threads 2] [--repeats 5] [--no-s3]
+    python benchmarks/infer_throughput.py
+        [--configs sfnet:64,sfnet+photoz:64,sfnet:16,sfnet:16:1] [--sizes 4096,16384]
+        [--batch-size 256] [--threads 2] [--repeats 3] [--no-s3]
 
-In one run, with the same models, batch size and threads throughout, (a), (b)
-and (c) interleaved (a b c a b c ..) ``--repeats`` times on a store of 4N objects:
+A config is ``models:width[:threads]``: the models run in one pass
+(``+``-joined) on ``threads`` torch threads (default ``--threads``: every core)
+at a ResNet-18 width (64: standard; 16: about 10x faster here -- 16x fewer
+multiply-adds, and small convolutions use a CPU less well -- a stand-in for a
+model as fast as a GPU makes ResNet-18, so the pipeline's overhead shows as a
+GPU would see it).  With every core given to the models, the pipeline's
+reading, checks and encoding compete with them for the same cores; with ``:1``
+on this 2-core machine the models have one core (the accelerator, as it were)
+and the pipeline the other, as on a GPU node.  For every config, interleaved
+(config by config, a b c a b c ..) ``--repeats`` times:
 
-(a) model only: the models' forward passes on normalised tensors already in
-    memory (no reading, no output handling) -- the ceiling;
-(b) the full pipeline (`run_inference`: Ray actor, store reads with prefetch,
-    normalisation, every model, PDF summaries, Parquet commit) from a local store;
-(c) the same from a loopback S3 store (moto server on 127.0.0.1, through s3fs);
-(d) N, 4N and 16N objects from local stores: wall time and peak memory.
+(a) model only: the models' forward passes and output handling on normalised
+    tensors already in memory (no reading, no writing) -- the ceiling;
+(b) the full pipeline (`run_inference`: Ray actor, store reads, checks,
+    normalisation, every model, outputs, Parquet commits) from a local store of
+    each ``--sizes`` objects;
+(c) the same from a loopback S3 store (moto server on 127.0.0.1, through s3fs).
 
 Pipeline throughput is quoted two ways: "steady", objects over the actor's busy
-time (reading, inference and commits; what a long survey run sees), and
-"end to end", over the whole call including starting the actor and loading
-its models (a fixed cost of a few seconds).  Ratios (b)/(a) and (c)/(a) use the
-steady figure, are taken within each repeat and are quoted as median and range;
-the target is >= 0.9 on CPU (>= 0.85 on a GPU).  A ratio above 1 is not a gain
-(the pipeline cannot outrun its models): it is the spread between repeats.  Checkpoints are
-seeded, untrained networks of the real architectures: speed does not depend on
-what a network has learned.  On a GPU machine pass ``--gpus 1`` (and e.g.
-``--size 144 --models sfnet --batch-size 1024``).
+time (the union of its shards' spans: it works on two at once), what a long
+survey run sees, and "end to end", over the whole call including starting the
+actor and loading its models.  Ratios to (a) are taken within each repeat and
+quoted as median and range; a ratio above 1 is not a gain (the pipeline cannot
+outrun its models): it is the spread between repeats.  Checkpoints are seeded,
+untrained networks of the real architectures: speed does not depend on what a
+network has learned.  On a GPU machine pass ``--gpus 1`` (and e.g.
+``--size 144 --batch-size 1024``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from benchlib import PeakMemory, describe, moto_server, publish, ratio_text, spread
+from benchlib import RESULTS, PeakMemory, describe, moto_server, publish, ratio_text, spread
 
 from surveyproc.infer import run_inference
+from surveyproc.infer.estimate import Estimator, model_columns
+from surveyproc.infer.shard import busy_seconds
 from surveyproc.jobs import JobSpec
-from surveyproc.kinds import build_network
 from surveyproc.models import Checkpoint, save_checkpoint
 from surveyproc.ops.ray_runtime import ray_runtime
 from surveyproc.store import SurveyStore
@@ -56,7 +65,8 @@ MODELS = {
 }
 
 
-def _checkpoints(store: SurveyStore, names: list[str], width: int, out: str) -> list[Checkpoint]:
+def _checkpoints(store: SurveyStore, names: list[str], width: int, out: str
+                 ) -> list[Checkpoint]:
     made = []
     for i, name in enumerate(names):
         kind, targets, config = MODELS[name]
@@ -66,12 +76,12 @@ def _checkpoints(store: SurveyStore, names: list[str], width: int, out: str) -> 
     return made
 
 
-def _job(store: SurveyStore, names: list[str], out: str, catalog: str, args,
+def _job(store: SurveyStore, names: list[str], width: int, out: str, catalog: str, args,
          storage_options: dict | None = None) -> JobSpec:
     sections = []
     for name in names:
         kind, targets, config = MODELS[name]
-        section = {"name": name, "kind": kind, "targets": targets, "width": args.width}
+        section = {"name": name, "kind": kind, "targets": targets, "width": width}
         if "k" in config:
             section["k"] = config["k"]
         if kind == "binned_density":
@@ -91,30 +101,25 @@ def _job(store: SurveyStore, names: list[str], out: str, catalog: str, args,
 
 
 def _model_only(checkpoints: list[Checkpoint], pixels, args) -> float:
-    """Cutouts/s of the bare forward passes on tensors already in memory."""
-    device = torch.device("cuda" if args.gpus and torch.cuda.is_available() else "cpu")
+    """Cutouts/s of the actor's estimator (forward passes and output handling) on a batch
+    already normalised in memory."""
+    device = "cuda" if args.gpus and torch.cuda.is_available() else "cpu"
     torch.set_num_threads(args.threads)
-    modules = [build_network(c).to(device) for c in checkpoints]
-    x = checkpoints[0].normalization.apply(np.array(pixels)).to(device)  # Ray's are read-only
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-        modules = [m.to(memory_format=torch.channels_last) for m in modules]
+    estimator = Estimator([(model_columns(c.kind, c), c) for c in checkpoints], device)
+    inputs = {scale: x.to(device) for scale, x in estimator.prepare(pixels).items()}
 
-    @torch.inference_mode()
     def once() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            for module in modules:
-                module(x)
-        if device.type == "cuda":
+        estimator.run(inputs)
+        if device == "cuda":
             torch.cuda.synchronize()
 
     for _ in range(2):  # warm up
         once()
-    batches = max(16, 4 * args.n // len(x))
+    batches = max(16, 4096 // len(pixels))
     started = time.perf_counter()
     for _ in range(batches):
         once()
-    return batches * len(x) / (time.perf_counter() - started)
+    return batches * len(pixels) / (time.perf_counter() - started)
 
 
 def model_only(checkpoints: list[Checkpoint], store: SurveyStore, args) -> float:
@@ -128,15 +133,13 @@ def model_only(checkpoints: list[Checkpoint], store: SurveyStore, args) -> float
     return float(ray.get(remote.remote(checkpoints, pixels, args)))
 
 
-def pipeline(store: SurveyStore, names: list[str], catalog_dir: str, args,
-             storage_options: dict | None = None, catalog_out: str | None = None) -> dict:
-    """Run inference over ``store`` into ``<catalog_dir>/catalog-<n>`` with the checkpoints
-    under ``catalog_out`` (default: ``catalog_dir``)."""
-    job = _job(store, names, catalog_out or catalog_dir, f"{catalog_dir}/catalog-{store.n_objects}",
-               args, storage_options)
+def pipeline(store: SurveyStore, names: list[str], width: int, out: str, catalog: str, args,
+             storage_options: dict | None = None) -> dict:
+    """Run inference over ``store`` into ``catalog`` with the checkpoints under ``out``."""
+    job = _job(store, names, width, out, catalog, args, storage_options)
     with PeakMemory() as memory:
         result = run_inference(job, store)
-    busy = sum(r.wall_seconds for r in result.reports)
+    busy = busy_seconds(result.reports)
     return {"objects": result.objects_run, "seconds": result.seconds, "busy": busy,
             "steady": result.objects_run / busy, "end_to_end": result.cutouts_per_s,
             "actor_mb": result.peak_actor_rss_mb, "driver_mb": memory.driver / 2**20,
@@ -145,16 +148,15 @@ def pipeline(store: SurveyStore, names: list[str], catalog_dir: str, args,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=1024, help="N of the scaling table")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (64: standard)")
-    parser.add_argument("--models", default="sfnet,photoz")
+    parser.add_argument("--configs", default="sfnet:64,sfnet+photoz:64,sfnet:16,sfnet:16:1",
+                        help="models:width[:threads], comma-separated")
+    parser.add_argument("--sizes", default="4096,16384", help="objects per store")
+    parser.add_argument("--size", type=int, default=64, help="cutout side (pixels)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cpus-per-actor", type=float, default=1.0)
     parser.add_argument("--gpus", type=float, default=0.0, help="GPUs for the actor")
-    parser.add_argument("--scales", default="1,4,16")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats of a, b, c")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats")
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=None, help="raw results (default docs/results/)")
@@ -164,44 +166,60 @@ def main() -> None:
     # them from the environment as they would real ones.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "benchmark")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "benchmark")
-    names = args.models.split(",")
-    scales = [int(s) for s in args.scales.split(",")]
+    configs = {}
+    for text in args.configs.split(","):
+        parts = text.split(":")
+        threads = int(parts[2]) if len(parts) > 2 else args.threads
+        key = f"{parts[0]}:{parts[1]}:{threads}"
+        configs[key] = (parts[0].split("+"), int(parts[1]),
+                        argparse.Namespace(**{**vars(args), "threads": threads}))
+    sizes = [int(n) for n in args.sizes.split(",")]
     root = Path(args.workdir or tempfile.mkdtemp(prefix="surveyproc-infer-bench-"))
     t0 = time.perf_counter()
-    repeats: dict[str, list] = {"a": [], "b": [], "c": []}
+    results: dict[str, dict] = {}
     with ray_runtime(), contextlib.ExitStack() as stack:
-        stores = {}
-        for scale in sorted(set(scales) | {4}):
-            config = SynthConfig(n=args.n * scale, size=args.size, seed=0)
-            stores[scale] = synthesize(str(root / f"s{scale}.zarr"), config)
-        out = str(root / "out")
-        checkpoints = _checkpoints(stores[4], names, args.width, out)
-        s3 = None
+        stores: dict[str, dict[int, tuple[SurveyStore, dict | None]]] = {"local": {}, "s3": {}}
+        for n in sizes:
+            config = SynthConfig(n=n, size=args.size, seed=0)
+            stores["local"][n] = (synthesize(str(root / f"s{n}.zarr"), config), None)
         if not args.no_s3:
             import s3fs
 
             options = {"endpoint_url": stack.enter_context(moto_server())}
             s3fs.S3FileSystem(**options).mkdir("bench")
-            s3 = (synthesize("s3://bench/s.zarr", SynthConfig(n=args.n * 4, size=args.size,
-                                                                seed=0),
-                             storage_options=options), options)
-
+            for n in sizes:
+                config = SynthConfig(n=n, size=args.size, seed=0)
+                stores["s3"][n] = (synthesize(f"s3://bench/s{n}.zarr", config,
+                                              storage_options=options), options)
+        first = stores["local"][sizes[0]][0]
+        checkpoints = {}
+        for key, (names, width, _) in configs.items():
+            out = str(root / key.replace(":", "-").replace("+", "_"))
+            checkpoints[key] = (_checkpoints(first, names, width, out), out)
+            results[key] = {"a": [], **{f"{where}:{n}": [] for where in stores
+                                        for n in stores[where]}}
         # One untimed run first: Ray's worker pool and the file cache settle, so that the
         # first repeat measures the pipeline, not the cluster warming up.
-        pipeline(stores[4], names, f"{out}/warmup", args, catalog_out=out)
+        key, (names, width, config_args) = next(iter(configs.items()))
+        pipeline(first, names, width, checkpoints[key][1], str(root / "warmup"), config_args)
         for i in range(args.repeats):
-            repeats["a"].append(model_only(checkpoints, stores[4], args))
-            repeats["b"].append(pipeline(stores[4], names, f"{out}/b{i}", args, catalog_out=out))
-            if s3 is not None:
-                repeats["c"].append(pipeline(s3[0], names, f"{out}/c{i}", args, s3[1],
-                                             catalog_out=out))
-            print(f"repeat {i + 1}/{args.repeats}: a {repeats['a'][-1]:.1f}, "
-                  f"b {repeats['b'][-1]['steady']:.1f} cutouts/s", flush=True)
-        scaling = [pipeline(stores[scale], names, out, args) for scale in scales]
+            for key, (names, width, config_args) in configs.items():
+                made, out = checkpoints[key]
+                runs = results[key]
+                runs["a"].append(model_only(made, first, config_args))
+                for where, by_size in stores.items():
+                    for n, (store, options) in by_size.items():
+                        runs[f"{where}:{n}"].append(pipeline(
+                            store, names, width, out, f"{root}/cat-{i}-{where}-{n}-{key}",
+                            config_args, options))
+                steady = ", ".join(f"{k} {v[-1]['steady']:.0f}" for k, v in runs.items()
+                                   if k != "a")
+                print(f"repeat {i + 1}/{args.repeats} {key}: model only {runs['a'][-1]:.0f}; "
+                      f"steady {steady} cutouts/s", flush=True)
 
     device = (torch.cuda.get_device_name(0) if args.gpus and torch.cuda.is_available()
               else None)
-    record = {"device": device, "repeats": repeats, "scaling": scaling,
+    record = {"device": device, "configs": results,
               "driver_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     publish("infer_throughput", args, record, render, started=t0)
 
@@ -209,48 +227,80 @@ def main() -> None:
 def render(record: dict) -> str:
     """The Markdown section of ``docs/results.md`` for these raw results."""
     a, r = record["args"], record["results"]
-    rep = r["repeats"]
-    rate_a = spread(rep["a"])
     lines = [
         "## Inference throughput (`benchmarks/infer_throughput.py`)", "",
-        f"Models {a['models']} in one pass (ResNet-18 width {a['width']}), "
-        f"{a['size']}x{a['size']} cutouts, batch {a['batch_size']}, one actor with "
-        f"{a['threads']} torch threads (`cpus_per_actor` {a['cpus_per_actor']}); model-only "
-        "runs in a Ray worker with the same resources. Seeded, untrained weights (speed "
-        "does not depend on training). \"Steady\" = objects / the actor's busy time (reads, "
-        "models, PDF summaries, Parquet commits); \"end to end\" adds the actor's start-up. "
-        f"(a), (b), (c) interleaved, {len(rep['a'])} repeats, {4 * a['n']:,} objects each; "
-        "figures are medians, ratios per repeat as median (min-max).", "",
+        f"{a['size']}x{a['size']} cutouts (4 bands), batch {a['batch_size']}, one actor "
+        f"(`cpus_per_actor` {a['cpus_per_actor']}) whose models use the torch threads in the "
+        "table; model only runs the actor's estimator in a Ray worker with the same "
+        "resources and threads. With 2 threads the models take both cores and the "
+        "pipeline's own work (reading, checks, normalisation, Parquet) competes with them; "
+        "with 1 the models have one core and the pipeline the other, as a GPU node "
+        "gives a fast model an accelerator and the host work CPU cores. Width 64 is "
+        "ResNet-18; width 16 runs about 10x faster here (see model only), a stand-in for a "
+        "model a GPU "
+        "makes that fast. Seeded, untrained weights. \"Steady\" = objects / the actor's busy "
+        "time; \"end to end\" adds starting the actor and loading its models. Configs "
+        f"interleaved, {len(next(iter(r['configs'].values()))['a'])} repeats; figures are "
+        "medians, ratios to model only per repeat as median (min-max).", "",
         describe(record["machine"]) + (f" Device: {r['device']}." if r["device"] else ""), "",
-        "| measurement | cutouts/s | ratio to model only |", "|---|---:|---:|",
-        f"| (a) model only, tensors in memory | {rate_a['median']:.1f} | 1 |"]
-    for key, label in (("b", "(b) pipeline, local store"), ("c", "(c) pipeline, loopback S3 "
-                                                                     "store (moto)")):
-        if not rep[key]:
-            continue
-        steady = [p["steady"] for p in rep[key]]
-        ends = spread([p["end_to_end"] for p in rep[key]])["median"]
-        ratio = spread([s / m for s, m in zip(steady, rep["a"], strict=True)])
-        lines.append(f"| {label} | {spread(steady)['median']:.1f} steady ({ends:.1f} end to "
-                     f"end) | {ratio_text(ratio)} |")
+        "| models (width) | threads | store | objects | model only | steady | ratio "
+        "| end to end | ratio | actor peak RSS |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, runs in r["configs"].items():
+        names, width, threads = key.split(":")
+        model = runs["a"]
+        for where_n, rows in runs.items():
+            if where_n == "a":
+                continue
+            where, n = where_n.split(":")
+            steady = [p["steady"] for p in rows]
+            ends = [p["end_to_end"] for p in rows]
+            lines.append(
+                f"| {names.replace('+', ' + ')} ({width}) | {threads} | "
+                f"{'local' if where == 'local' else 'loopback S3'} | {int(n):,} | "
+                f"{spread(model)['median']:.0f} | {spread(steady)['median']:.0f} | "
+                f"{_ratio(steady, model)} | {spread(ends)['median']:.0f} | "
+                f"{_ratio(ends, model)} | "
+                f"{spread([p['actor_mb'] for p in rows])['median']:,.0f} MB |")
     lines += ["", "A ratio above 1 is not a gain: the pipeline cannot run faster than its "
-              "models, so it is the spread between repeats; the pipeline's overhead is "
-              "within it where the range includes 1.", "",
-              "(d) scaling, local store, one run each:", "",
-              "| objects | shards | wall s | busy s | busy s per 1,000 | actor peak RSS "
-              "| driver peak RSS |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    for p in r["scaling"]:
-        lines.append(f"| {p['objects']:,} | {p['shards']} | {p['seconds']:.1f} | "
-                     f"{p['busy']:.1f} | {1000 * p['busy'] / p['objects']:.2f} | "
-                     f"{p['actor_mb']:,.0f} MB | {p['driver_mb']:,.0f} MB |")
-    first, last = r["scaling"][0], r["scaling"][-1]
-    times = last["objects"] / first["objects"]
-    lines += ["", f"{times:.0f}N / N: busy time x{last['busy'] / first['busy']:.1f} for "
-              f"x{times:.0f} objects, wall time x{last['seconds'] / first['seconds']:.1f} "
-              "(the fixed start-up); actor peak memory "
-              f"x{last['actor_mb'] / first['actor_mb']:.2f}, driver "
-              f"x{last['driver_mb'] / first['driver_mb']:.2f}."]
+              "models, so it is the spread between repeats.", "", *_before()]
     return "\n".join(lines)
+
+
+#: The code whose figures ``_before`` shows: the actor loop before it became a pipeline
+BEFORE_COMMIT = "2c25223"
+
+
+def _before() -> list[str]:
+    """The same measurement with the code of :data:`BEFORE_COMMIT` (the baseline of the
+    pipeline work), from ``docs/results/before/infer_throughput_w*.json``: files written by
+    that commit's version of this script, whose commands they hold."""
+    files = sorted((RESULTS / "before").glob("infer_throughput_w*.json"))
+    if not files:
+        return []
+    lines = [f"Before (the code of commit {BEFORE_COMMIT}: one shard at a time per actor, "
+             "chunks re-cut into batches, checks and normalisation between the model's "
+             "batches), same machine, SFNet alone, 4,096 objects, 3 interleaved repeats; "
+             "commands in `docs/results/before/infer_throughput_w*.json`:", "",
+             "| models (width) | threads | store | model only | steady | ratio | end to end "
+             "| ratio |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for path in sorted(files, key=lambda p: -int(p.stem.rsplit("w", 1)[1])):
+        record = json.loads(path.read_text())
+        model = record["results"]["repeats"]["a"]
+        for key, label in (("b", "local"), ("c", "loopback S3")):
+            rows = record["results"]["repeats"][key]
+            steady = [p["steady"] for p in rows]
+            ends = [p["end_to_end"] for p in rows]
+            lines.append(f"| sfnet ({record['args']['width']}) | "
+                         f"{record['args']['threads']} | {label} | "
+                         f"{spread(model)['median']:.0f} | {spread(steady)['median']:.0f} | "
+                         f"{_ratio(steady, model)} | {spread(ends)['median']:.0f} | "
+                         f"{_ratio(ends, model)} |")
+    return lines
+
+
+def _ratio(values: list[float], model: list[float]) -> str:
+    return ratio_text(spread([v / m for v, m in zip(values, model, strict=True)]))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from benchlib import RESULTS, ROOT
 
 #: Sections in the order they appear (each a module of this directory with ``render``).
 BENCHMARKS = ["store_read", "synth", "sfnet_vs_pca", "aggregate", "infer_throughput",
-              "train_scaling", "scale", "soak"]
+              "infer_profile", "train_scaling", "scale", "soak"]
 DOCUMENT = ROOT / "docs" / "results.md"
 HEADER = """# Measured results
 

@@ -189,7 +189,9 @@ class InferSection(_Section):
     catalog: str | None = Field(None, description="Catalog URL (default <output.dir>/catalog).")
     objects_per_shard: int | None = Field(None, ge=1, description="Objects per shard, rounded "
                                           "up to whole chunks (default: about 4,096).")
-    prefetch: int = Field(2, ge=0, description="Chunks each actor reads ahead of its models.")
+    prefetch: int = Field(2, ge=0, description="Reader threads per actor, and read units "
+                          "(whole chunks, about batch_size objects) each shard in flight "
+                          "reads ahead of the models; 0 reads in the models' thread.")
     overwrite: bool = Field(False, description="Delete an existing catalog that was made "
                             "from other models or another store, instead of refusing.")
     stop_after_shards: int | None = Field(None, ge=1, description="Stop after committing "

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from .redact import scrub
 
-__all__ = ["RetryPolicy", "is_transient", "retry_counts", "retrying"]
+__all__ = ["DEFAULT_POLICY", "RetryPolicy", "is_transient", "retry_counts", "retrying"]
 
 log = logging.getLogger(__name__)
 

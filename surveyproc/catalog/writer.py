@@ -36,7 +36,7 @@ from ..fs import join, read_bytes, redact, resolve, write_bytes_atomic
 from ..store.shards import Shard
 from .commits import COMMIT_LOG, CommitLog, CommitRecord
 
-__all__ = ["CatalogWriter", "CommitRecord", "part_name"]
+__all__ = ["CatalogWriter", "CommitRecord", "encode_part", "part_name"]
 
 log = logging.getLogger(__name__)
 
@@ -168,18 +168,27 @@ class CatalogWriter:
 
     def commit(self, shard: Shard, table: pa.Table, run_id: str) -> CommitRecord:
         """Write ``table`` as the part of ``shard``, then its commit record."""
-        if table.num_rows != len(shard):
-            msg = f"shard {shard.index} has {len(shard)} objects but {table.num_rows} rows"
+        return self.commit_part(shard, encode_part(table), table.num_rows, run_id)
+
+    def commit_part(self, shard: Shard, data: bytes, rows: int, run_id: str) -> CommitRecord:
+        """Write ``data`` (:func:`encode_part` of ``rows`` rows) as the part of ``shard``,
+        then its commit record: the two steps an actor times apart from encoding."""
+        if rows != len(shard):
+            msg = f"shard {shard.index} has {len(shard)} objects but {rows} rows"
             raise ValueError(msg)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd", row_group_size=max(1, table.num_rows))
-        data = buffer.getvalue()
         write_bytes_atomic(self._path(part_name(shard.index)), data, self.storage_options)
-        record = CommitRecord(shard.index, shard.start, shard.stop, table.num_rows,
+        record = CommitRecord(shard.index, shard.start, shard.stop, rows,
                               part_name(shard.index), run_id, len(data),
                               f"{socket.gethostname()}:{os.getpid()}")
         self.log.write_record(record)
         return record
+
+
+def encode_part(table: pa.Table) -> bytes:
+    """A shard's rows as one Parquet file (zstd, one row group: readers take it whole)."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", row_group_size=max(1, table.num_rows))
+    return buffer.getvalue()
 
 
 def _difference(old: Any, new: Any) -> str:

@@ -2,12 +2,14 @@
 
 Design (see docs/design.md, "Inference"): Ray Core actors and a shard queue
 held by the driver.  Each actor holds one replica of every model and a store
-reader; the driver hands each actor up to two shards at a time (so an actor
-never waits for the driver), records each finished shard's report, and hands
-out the next.  An actor reads its shard's chunks itself, with prefetch, so
-pixels never pass through the driver or the object store, and commits the
-shard's catalog part itself.  Memory is bounded by actors x (shard rows +
-prefetched chunks), whatever the store size.
+reader; the driver hands each actor two shards at a time (the actor works on
+both at once: one shard's reads and commit overlap the other's models, so the
+models never wait for storage or for the driver; see shard.py), records each
+finished shard's report, and hands out the next.  An actor reads its
+shard's chunks itself, with prefetch, so pixels never pass through the driver
+or the object store, and commits the shard's catalog part itself.  Memory is
+bounded by actors x 2 x (shard rows + prefetched read units), whatever the store
+size.
 
 A shard whose actor dies is handed out again to a fresh actor that replaces
 the dead one; a shard that fails three times stops the run with one line
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 #: record, a driver round trip) vanish, few enough that a lost shard costs seconds.
 DEFAULT_OBJECTS_PER_SHARD = 4096
 MAX_ATTEMPTS = 3
+#: Shards handed to each actor at once, processed concurrently (see shard.py)
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -301,8 +305,11 @@ def _shard_reports(job: JobSpec, processor: dict[str, Any], todo: list[Shard], s
 def _serial(processor: dict[str, Any], shards: list[Shard]):
     """In this process: for ``memory://`` stores and catalogs, which actors cannot see."""
     local = ShardProcessor(**processor)
-    for shard in shards:
-        yield local.process(shard)
+    try:
+        for shard in shards:
+            yield local.process(shard)
+    finally:
+        local.close()
 
 
 def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
@@ -313,9 +320,12 @@ def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
     res = job.resources
     n_actors = max(1, min(res.actors, len(shards)))
     # Ray would restart a dead actor itself, but its constructor arguments (the
-    # checkpoints) would then have to outlive the call; a fresh actor is simpler.
+    # checkpoints) would then have to outlive the call; a fresh actor is simpler.  Two
+    # calls run at once, one per shard in flight: one shard's reads and commit overlap
+    # the other's model turn (see shard.py).
     actor_class: Any = ray.remote(num_cpus=res.cpus_per_actor, num_gpus=res.gpus_per_actor,
                                   max_restarts=0, max_task_retries=0)(InferenceActor)
+    actor_class = actor_class.options(max_concurrency=IN_FLIGHT)
 
     def new_actor() -> Any:
         return actor_class.remote(_threads(job), res.gpus_per_actor > 0, job.name,
@@ -329,7 +339,7 @@ def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
 
     def hand_out() -> None:
         for slot, actor in enumerate(actors):
-            while queue and load[slot] < 2:
+            while queue and load[slot] < IN_FLIGHT:
                 shard = queue.popleft()
                 pending[actor.process.remote(shard)] = (shard, slot)
                 load[slot] += 1

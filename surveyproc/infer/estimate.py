@@ -1,15 +1,19 @@
 """Every model of a run applied to one batch of pixels: read once, infer many.
 
 The estimator turns raw cutouts into catalog columns; each model's kind says
-how its outputs become columns.  Models that share an
-input normalisation share the normalised tensor; on a GPU the pixels move
-once, models run under ``torch.inference_mode`` with bf16 autocast and
-channels_last, and only the small outputs come back.  On a CPU the models
-use the threads the actor was given.
+how its outputs become columns.  Models that share an input normalisation
+share the normalised tensor, made on the host by :meth:`Estimator.prepare`
+(inference calls it on its reader threads, beside the models); on a GPU it
+moves once, pinned, models run under ``torch.inference_mode`` with bf16
+autocast and channels_last, and only the small outputs come back.  On a CPU
+the models use the threads the actor was given.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,19 +70,39 @@ def pixel_checks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     n, bands = images.shape[:2]
     flat = images.reshape(n, bands, -1)
+    # Fast path, three passes over the pixels: a band's max and min propagate NaN and
+    # infinities, so bands where both are finite hold finite pixels only; the objects with
+    # another band (rare) are checked pixel by pixel.
+    brightest, faintest = flat.max(axis=2), flat.min(axis=2)
+    clean = np.isfinite(brightest) & np.isfinite(faintest)
+    at_top = (flat == brightest[..., None]).sum(axis=2)
+    zero_band = (brightest == 0) & (faintest == 0)
+    flags = _flags(~clean.all(axis=1), zero_band.any(axis=1), at_top, brightest, faintest)
+    no_signal = zero_band.all(axis=1)
+    odd = np.flatnonzero(~clean.all(axis=1))
+    if len(odd):
+        flags[odd], no_signal[odd] = _pixel_checks_exact(flat[odd])
+    return flags, no_signal
+
+
+def _flags(nonfinite: np.ndarray, empty: np.ndarray, at_top: np.ndarray,
+           brightest: np.ndarray, faintest: np.ndarray) -> np.ndarray:
+    saturated = ((at_top >= SATURATION_PLATEAU) & (brightest > 0)
+                 & (faintest < brightest)).any(axis=1)
+    return (np.where(nonfinite, np.int32(Flag.NAN_PIXELS), np.int32(0))
+            | np.where(empty, np.int32(Flag.EMPTY), np.int32(0))
+            | np.where(saturated, np.int32(Flag.SATURATED), np.int32(0))).astype(np.int32)
+
+
+def _pixel_checks_exact(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pixel_checks` of ``(n, bands, pixels)`` holding NaN or infinite pixels."""
     finite = np.isfinite(flat)
-    nonfinite = ~finite.all(axis=(1, 2))
     empty = (flat == 0).all(axis=2).any(axis=1)
-    brightest = np.where(finite, flat, -np.inf).max(axis=2, keepdims=True)
+    brightest = np.where(finite, flat, -np.inf).max(axis=2)
     faintest = np.where(finite, flat, np.inf).min(axis=2)
-    at_top = (flat == brightest).sum(axis=2)
-    saturated = ((at_top >= SATURATION_PLATEAU) & (brightest[..., 0] > 0)
-                 & (faintest < brightest[..., 0])).any(axis=1)
+    at_top = (flat == brightest[..., None]).sum(axis=2)
     no_signal = ~(finite & (flat != 0)).any(axis=(1, 2))
-    flags = (np.where(nonfinite, np.int32(Flag.NAN_PIXELS), np.int32(0))
-             | np.where(empty, np.int32(Flag.EMPTY), np.int32(0))
-             | np.where(saturated, np.int32(Flag.SATURATED), np.int32(0)))
-    return flags.astype(np.int32), no_signal
+    return _flags(~finite.all(axis=(1, 2)), empty, at_top, brightest, faintest), no_signal
 
 
 def merge_flags(pixel: np.ndarray, store_flags: np.ndarray) -> np.ndarray:
@@ -121,19 +145,55 @@ class Estimator:
         cuDNN autotuning, allocator growth) are paid at start-up, not in the first shard."""
         self(np.zeros((n, bands, height, width), dtype=np.float32))
 
-    @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Columns (1-D, or 2-D for list columns) of every model for ``images`` (n, b, h, w)."""
-        pixels = torch.from_numpy(np.ascontiguousarray(images))
-        if self.cuda:
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-        inputs = {}
-        for scale, norm in self._norms.items():
-            x = norm.apply(pixels)
-            inputs[scale] = x.contiguous(memory_format=torch.channels_last) if self.cuda else x
+        return self.run(self.prepare(images))
+
+    def prepare(self, images: np.ndarray) -> dict[tuple[float, ...], torch.Tensor]:
+        """Each normalisation's network input for raw ``images``, on the host (inference
+        calls this on its reader threads; :meth:`run` moves the inputs to the device)."""
+        return {scale: norm.apply(images) for scale, norm in self._norms.items()}
+
+    @torch.inference_mode()
+    def run(self, inputs: dict[tuple[float, ...], torch.Tensor],
+            forward_seconds: list[float] | None = None) -> dict[str, np.ndarray]:
+        """Every model's columns for :meth:`prepare`'s ``inputs``; with ``forward_seconds``
+        given, the time inside the networks' forward passes is appended to it (the rest is
+        moving inputs and the kinds' output handling; on a GPU the passes are asynchronous,
+        so the wait for them falls in the output handling)."""
+        if self.cuda:  # pixels move once per normalisation, whatever the number of models
+            inputs = {scale: (x if x.is_cuda else x.pin_memory().to(
+                self.device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
+                for scale, x in inputs.items()}
         out: dict[str, np.ndarray] = {}
         for model in self.models:
             x = inputs[model.checkpoint.normalization.scale]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
-                out.update(model.kind.infer(model.module, x, model.columns, model.checkpoint))
+                if forward_seconds is None:
+                    out.update(model.kind.infer(model.module, x, model.columns,
+                                                model.checkpoint))
+                    continue
+                with _timing_forward(model.module, forward_seconds):
+                    out.update(model.kind.infer(model.module, x, model.columns,
+                                                model.checkpoint))
         return out
+
+
+@contextlib.contextmanager
+def _timing_forward(module: nn.Module, seconds: list[float]) -> Iterator[None]:
+    """Append the duration of each forward pass of ``module`` inside the block to
+    ``seconds`` (hooks, so that a kind's ``infer`` needs no timing code of its own)."""
+    started: list[float] = []
+
+    def before(*_: object) -> None:
+        started.append(time.perf_counter())
+
+    def after(*_: object) -> None:
+        seconds.append(time.perf_counter() - started.pop())
+
+    handles = [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

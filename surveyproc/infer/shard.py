@@ -1,40 +1,68 @@
 """One shard, start to finish: read its chunks, run the models, commit its catalog part.
 
 This is what an inference actor does for every shard it is handed (and what
-the serial path does in-process).  The next chunks are read on background
-threads while the models compute (``prefetch``), chunks are cut into model
-batches of ``batch_size``, and the shard's rows (a few thousand) are held
-until the part is committed, so memory per actor is bounded by the shard
-and prefetch sizes, never by the store.
+the serial path does in-process).  The work is a pipeline so that the models
+never wait for storage or for the catalog (docs/design.md, "Inference
+pipeline"):
+
+- reader threads (``prefetch`` of them, shared by the shards in flight) read
+  units of about ``batch_size`` objects aligned to the store's chunks (each
+  chunk decoded once, no re-cutting copies), run the per-pixel checks (NaN,
+  empty, saturated, outside the training domain) and normalise the pixels
+  into network inputs, beside the models;
+- the models take one shard at a time (the *model turn*), batch after batch
+  of units already read;
+- the shard's table is assembled, encoded to Parquet and committed after its
+  model turn, while the next shard (an actor holds two) has the models.
+
+A shard's rows (a few thousand) are held until its part is committed, so
+memory per actor is bounded by two shards plus the prefetched units, never by
+the store.  Each stage's seconds go into the shard's report (``stages``), which
+``benchmarks/infer_profile.py`` turns into the actor loop's profile.
 """
 
 from __future__ import annotations
 
+import collections
+import os
 import resource
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from ..catalog.commits import CommitRecord
 from ..catalog.schema import CatalogSchema, list_column
-from ..catalog.writer import CatalogWriter
+from ..catalog.writer import CatalogWriter, encode_part
 from ..flags import Flag
 from ..kinds import load_plugins
 from ..models.background import measure_background
 from ..models.checkpoint import Checkpoint
 from ..models.domain import TrainingDomain
 from ..retry import retry_counts
-from ..store import open_store
+from ..store import CutoutBatch, open_store
 from ..store.shards import Shard
 from .estimate import Estimator, blank_rows, merge_flags, pixel_checks
 from .live_calibration import LiveCalibration, label_names, live_calibration, live_targets
 
-__all__ = ["ShardProcessor", "ShardReport"]
+__all__ = ["STAGES", "ShardProcessor", "ShardReport", "busy_seconds"]
+
+#: The actor loop's stages, as ``ShardReport.stages`` names them: read (fetch and decode
+#: pixels and columns), checks (per-pixel flags and the training-domain test), prepare
+#: (normalisation): these three on reader threads; wait (the models waiting for a read),
+#: forward (the networks), outputs (the rest of the model turn: host to device, the
+#: kinds' columns: summaries, quantiles, activations), assemble (the shard's columns joined into an
+#: Arrow table, flags, live calibration), encode (Parquet), commit (part and record).
+STAGES = ("read", "checks", "prepare", "wait", "forward", "outputs", "assemble", "encode",
+          "commit")
 
 
 @dataclass
@@ -48,7 +76,7 @@ class ShardReport:
     failed_objects: int
     out_of_distribution: int = 0  # objects flagged OUT_OF_DISTRIBUTION
     ood_reasons: dict[str, int] = field(default_factory=dict)  # "(number) (band)" -> objects
-    read_seconds: list[float] = field(default_factory=list)  # per batch, waiting on reads
+    read_seconds: list[float] = field(default_factory=list)  # per unit, models waiting on it
     model_seconds: list[float] = field(default_factory=list)  # per batch
     write_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -64,6 +92,13 @@ class ShardReport:
     quarantined_objects: int = 0
     #: storage retries in this process since its previous report, per operation
     io_retries: dict[str, int] = field(default_factory=dict)
+    #: seconds per stage of :data:`STAGES` (read and checks summed over reader threads)
+    stages: dict[str, float] = field(default_factory=dict)
+    #: wall-clock span of the shard in its actor (epoch seconds), and which process ran it;
+    #: an actor overlaps two shards, so its busy time is the union of their spans
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    worker: str = ""
 
     def summary(self) -> ShardReport:
         """The same report without what the driver has folded in elsewhere (per-batch
@@ -71,6 +106,24 @@ class ShardReport:
         and reasons to the run's totals), so a 10^5-shard run keeps little in the driver."""
         return replace(self, read_seconds=[], model_seconds=[], commit=None, calibration=[],
                        ood_reasons={}, io_retries={})
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+
+def busy_seconds(reports: list[ShardReport]) -> float:
+    """Seconds during which some actor was working on a shard, summed over actors: the
+    union of each worker's shard spans (overlapping shards of one actor count once)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for report in reports:
+        spans.setdefault(report.worker, []).append((report.started_at, report.finished_at))
+    total = 0.0
+    for intervals in spans.values():
+        end = -np.inf
+        for a, b in sorted(intervals):
+            total += max(0.0, b - max(a, end))
+            end = max(end, b)
+    return total
 
 
 def _peak_rss_mb() -> float:
@@ -83,8 +136,27 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@dataclass
+class _Unit:
+    """One read unit, as a reader thread hands it to the models: its columns, the
+    network inputs (the raw pixels are dropped once checked) and what the thread spent."""
+
+    batch: CutoutBatch  # images None
+    inputs: dict[tuple[float, ...], torch.Tensor]
+    pixel_flags: np.ndarray
+    no_signal: np.ndarray
+    outside: np.ndarray  # outside a model's training domain
+    ood_reasons: dict[str, int]
+    pixel_bytes: int
+    seconds: dict[str, float]  # read, checks, prepare
+
+
 class ShardProcessor:
-    """Holds the store, the models and the catalog writer of one actor."""
+    """Holds the store, the models and the catalog writer of one actor.
+
+    :meth:`process` may be called from two threads at once (the actor's two shards in
+    flight): their reads share the reader threads, their model turns take turns.
+    """
 
     def __init__(self, *, store_url: str, store_options: dict[str, Any] | None,
                  checkpoints: list[tuple[str, bytes]], schema: dict[str, Any],
@@ -113,125 +185,186 @@ class ShardProcessor:
         self.prefetch = prefetch
         self.live = live_targets(self.schema, self.store.label_names)
         self.live_labels = label_names(self.live)
+        self._readers = (ThreadPoolExecutor(max_workers=prefetch,
+                                            thread_name_prefix="surveyproc-read")
+                         if prefetch > 0 else None)
+        self._model_turn = threading.Lock()
+        self._retries_lock = threading.Lock()
         self._retries = retry_counts()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
-    def _chunks(self, shard: Shard) -> list[tuple[int, int]]:
-        step = self.store.layout.chunk_objects
+    # -- reading (reader threads) ------------------------------------------------------------
+
+    def _units(self, shard: Shard) -> list[tuple[int, int]]:
+        """Read units of ``shard``: whole chunks, as many as fit in ``batch_size`` objects
+        (a chunk larger than a batch is one unit, cut into batches as views)."""
+        chunk = self.store.layout.chunk_objects
+        step = max(chunk, self.batch_size - self.batch_size % chunk)
         return [(a, min(a + step, shard.stop)) for a in range(shard.start, shard.stop, step)]
 
-    def _model_batches(self, shard: Shard, report: ShardReport
-                       ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray] | None]]:
-        """Yield (images, identity or None) with ``batch_size`` cutouts (fewer at the end).
+    def _read_unit(self, start: int, stop: int) -> _Unit:
+        t0 = time.perf_counter()
+        batch = self.store.read(start, stop, labels=self.live_labels, photometry=False,
+                                quarantine=True)
+        t1 = time.perf_counter()
+        images = batch.images
+        assert images is not None
+        pixel_flags, no_signal = pixel_checks(images)
+        outside, reasons = self._outside(images)
+        t2 = time.perf_counter()
+        inputs = self.estimator.prepare(images)
+        pixel_bytes = 0 if batch.unreadable else batch.nbytes
+        batch.images = None
+        return _Unit(batch, inputs, pixel_flags, no_signal, outside, reasons, pixel_bytes,
+                     {"read": t1 - t0, "checks": t2 - t1,
+                      "prepare": time.perf_counter() - t2})
 
-        Chunks arrive in order; images are re-cut into model batches, while the
-        identity columns of each chunk are yielded once, with its first batch.
-        """
-        pending: list[np.ndarray] = []
-        held = 0
-        waited = time.perf_counter()
-        for chunk in self.store.iter_batches(self._chunks(shard), prefetch=self.prefetch,
-                                             labels=self.live_labels, photometry=False,
-                                             quarantine=True):
-            if chunk.unreadable:
-                report.quarantined.append(f"objects {chunk.start}-{chunk.stop}: "
-                                          f"{chunk.unreadable}")
-                report.quarantined_objects += len(chunk)
-            else:
-                report.bytes_read += chunk.nbytes
-            identity = {"object_id": chunk.object_id, "ra": chunk.ra, "dec": chunk.dec,
-                        "flags": chunk.flags, **{f"label:{name}": chunk.labels[name]
-                                                 for name in self.live_labels}}
-            assert chunk.images is not None
-            images = chunk.images
-            first = True
-            while len(images):
-                take = min(self.batch_size - held, len(images))
-                pending.append(images[:take])
-                images, held = images[take:], held + take
-                if held == self.batch_size:
-                    report.read_seconds.append(time.perf_counter() - waited)
-                    yield np.concatenate(pending), identity if first else None
-                    first, pending, held = False, [], 0
-                    waited = time.perf_counter()
-            if first:  # the chunk fitted inside a partial batch: pass its identity along
-                yield np.empty((0,), dtype=np.float32), identity
-        if held:
-            report.read_seconds.append(time.perf_counter() - waited)
-            yield np.concatenate(pending), None
+    def _outside(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+        """Objects of ``images`` outside any model's training domain, and why."""
+        outside = np.zeros(len(images), dtype=bool)
+        reasons: dict[str, int] = {}
+        if not self.domains:
+            return outside, reasons
+        background = measure_background(images)  # the costly part: once for every domain
+        for domain in self.domains:
+            mask, found = domain.outside(images, background)
+            outside |= mask
+            for reason, count in found.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        return outside, reasons
+
+    def _reads(self, shard: Shard) -> Iterator[Future[_Unit] | _Unit]:
+        """The shard's units in order; the first ``prefetch`` reads are submitted before
+        this returns (so they run while another shard has the models), and one more each
+        time a unit is taken."""
+        spans = collections.deque(self._units(shard))
+        if self._readers is None:  # no read-ahead: read in the caller's thread
+            return (self._read_unit(a, b) for a, b in spans)
+        readers = self._readers
+        pending = collections.deque(readers.submit(self._read_unit, *spans.popleft())
+                                    for _ in range(min(self.prefetch, len(spans))))
+
+        def take() -> Iterator[Future[_Unit]]:
+            try:
+                while pending:
+                    future = pending.popleft()
+                    if spans:
+                        pending.append(readers.submit(self._read_unit, *spans.popleft()))
+                    yield future
+            finally:
+                for future in pending:
+                    future.cancel()
+        return take()
+
+    # -- one shard -------------------------------------------------------------------------
 
     def process(self, shard: Shard) -> ShardReport:
         """Infer every object of ``shard`` and commit its catalog part."""
         started, cpu0 = time.perf_counter(), _cpu_seconds()
-        report = ShardReport(shard.index, 0, 0, 0, 0)
-        identity: dict[str, list[np.ndarray]] = {
-            "object_id": [], "ra": [], "dec": [], "flags": [],
-            **{f"label:{name}": [] for name in self.live_labels}}
-        estimates: dict[str, list[np.ndarray]] = {}
-        flag_parts: list[np.ndarray] = []
-        blank_parts: list[np.ndarray] = []
-        ood_parts: list[np.ndarray] = []
-        for images, chunk_identity in self._model_batches(shard, report):
-            if chunk_identity is not None:
-                for name, values in chunk_identity.items():
-                    identity[name].append(values)
-            if len(images) == 0:
-                continue
-            t0 = time.perf_counter()
-            for name, values in self.estimator(images).items():
-                estimates.setdefault(name, []).append(values)
-            pixel, no_signal = pixel_checks(images)
-            flag_parts.append(pixel)
-            blank_parts.append(no_signal)
-            ood_parts.append(self._outside(images, report))
-            report.model_seconds.append(time.perf_counter() - t0)
-            report.batches += 1
-        # each column joined once, for the table and the live calibration alike
-        read = {name: np.concatenate(parts) for name, parts in identity.items()}
-        estimated = {name: np.concatenate(parts) for name, parts in estimates.items()}
-        store_flags = read["flags"].astype(np.int32)
-        pixel = np.concatenate(flag_parts) if flag_parts else np.zeros(0, dtype=np.int32)
-        flags = merge_flags(pixel, store_flags)
-        report.failed_objects = int(((flags ^ store_flags) != 0).sum()
-                                    + ((store_flags & Flag.UNREADABLE) != 0).sum())
-        if blank_parts:
-            blank_rows(estimated, np.concatenate(blank_parts))
-        if ood_parts:
-            ood = np.concatenate(ood_parts)
-            flags |= np.where(ood, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
-            report.out_of_distribution = int(ood.sum())
-        table = self._table(read, flags, estimated)
-        if self.live and estimated:
-            labels = {name: read[f"label:{name}"] for name in self.live_labels}
-            report.calibration = live_calibration(self.live, labels, estimated)
+        report = ShardReport(shard.index, 0, 0, 0, 0, started_at=time.time(),
+                             worker=self.worker)
+        reads = self._reads(shard)
+        with self._model_turn:
+            units, estimated = self._infer(reads, report)
         t0 = time.perf_counter()
-        report.commit = self.writer.commit(shard, table, self.run_id)
-        report.write_seconds = time.perf_counter() - t0
+        table = self._assemble(units, estimated, report)
+        t1 = time.perf_counter()
+        data = encode_part(table)
+        t2 = time.perf_counter()
+        report.commit = self.writer.commit_part(shard, data, table.num_rows, self.run_id)
+        t3 = time.perf_counter()
+        report.add("assemble", t1 - t0)
+        report.add("encode", t2 - t1)
+        report.add("commit", t3 - t2)
+        report.write_seconds = t3 - t1
         report.rows = table.num_rows
         report.wall_seconds = time.perf_counter() - started
+        report.finished_at = time.time()
         report.cpu_seconds = _cpu_seconds() - cpu0
         report.peak_rss_mb = _peak_rss_mb()
         report.io_retries = self._retries_since_last_report()
         return report
 
-    def _retries_since_last_report(self) -> dict[str, int]:
-        now = retry_counts()
-        since = {op: n - self._retries.get(op, 0) for op, n in now.items()
-                 if n > self._retries.get(op, 0)}
-        self._retries = now
-        return since
+    def _infer(self, reads: Iterator[Future[_Unit] | _Unit], report: ShardReport
+               ) -> tuple[list[_Unit], dict[str, np.ndarray]]:
+        """The models over every unit of one shard (the model turn): the units read, and
+        every estimate column joined over the shard."""
+        units: list[_Unit] = []
+        estimates: dict[str, list[np.ndarray]] = {}
+        forward: list[float] = []
+        while True:
+            t0 = time.perf_counter()  # before the next item: without read-ahead, it reads
+            item = next(reads, None)
+            if item is None:
+                break
+            unit = item.result() if isinstance(item, Future) else item
+            waited = time.perf_counter() - t0
+            report.read_seconds.append(waited)
+            report.add("wait", waited)
+            for stage, seconds in unit.seconds.items():
+                report.add(stage, seconds)
+            units.append(unit)
+            for a in range(0, len(unit.batch), self.batch_size):
+                t0 = time.perf_counter()
+                before = len(forward)
+                batch = {scale: x[a:a + self.batch_size] for scale, x in unit.inputs.items()}
+                for name, values in self.estimator.run(batch, forward).items():
+                    estimates.setdefault(name, []).append(values)
+                t1 = time.perf_counter()
+                in_forward = sum(forward[before:])
+                report.add("forward", in_forward)
+                report.add("outputs", t1 - t0 - in_forward)
+                report.model_seconds.append(t1 - t0)
+                report.batches += 1
+            unit.inputs = {}  # the shard keeps its rows' columns, not their pixels
+        return units, {name: np.concatenate(parts) for name, parts in estimates.items()}
 
-    def _outside(self, images: np.ndarray, report: ShardReport) -> np.ndarray:
-        """Objects of a batch outside any model's training domain; reasons go to ``report``."""
-        outside = np.zeros(len(images), dtype=bool)
-        if not self.domains:
-            return outside
-        background = measure_background(images)  # the costly part: once for every domain
-        for domain in self.domains:
-            mask, reasons = domain.outside(images, background)
-            outside |= mask
-            for reason, count in reasons.items():
+    def _assemble(self, units: list[_Unit], estimated: dict[str, np.ndarray],
+                  report: ShardReport) -> pa.Table:
+        """The shard's catalog rows: identity columns, flags, estimates (NaN where a cutout
+        holds no signal); counts of flags and quarantined chunks go into ``report``."""
+        def joined(values: list[np.ndarray]) -> np.ndarray:
+            return values[0] if len(values) == 1 else np.concatenate(values)
+
+        batches = [u.batch for u in units]
+        for batch in batches:
+            report.quarantined += batch.unreadable
+            if batch.unreadable:
+                report.quarantined_objects += int(
+                    ((batch.flags & Flag.UNREADABLE) != 0).sum())
+        for unit in units:
+            report.bytes_read += unit.pixel_bytes
+            for reason, count in unit.ood_reasons.items():
                 report.ood_reasons[reason] = report.ood_reasons.get(reason, 0) + count
-        return outside
+        store_flags = joined([b.flags for b in batches]).astype(np.int32)
+        flags = merge_flags(joined([u.pixel_flags for u in units]), store_flags)
+        report.failed_objects = int(((flags ^ store_flags) != 0).sum()
+                                    + ((store_flags & Flag.UNREADABLE) != 0).sum())
+        blank_rows(estimated, joined([u.no_signal for u in units]))
+        ood = joined([u.outside for u in units])
+        flags |= np.where(ood, np.int32(Flag.OUT_OF_DISTRIBUTION), np.int32(0))
+        report.out_of_distribution = int(ood.sum())
+        if self.live and estimated:
+            labels = {name: joined([b.labels[name] for b in batches])
+                      for name in self.live_labels}
+            report.calibration = live_calibration(self.live, labels, estimated)
+        return self._table({"object_id": joined([b.object_id for b in batches]),
+                            "ra": joined([b.ra for b in batches]),
+                            "dec": joined([b.dec for b in batches])}, flags, estimated)
+
+    def close(self) -> None:
+        """Stop the reader threads (an actor's process ends with it; the serial path calls
+        this)."""
+        if self._readers is not None:
+            self._readers.shutdown(wait=False, cancel_futures=True)
+
+    def _retries_since_last_report(self) -> dict[str, int]:
+        with self._retries_lock:
+            now = retry_counts()
+            since = {op: n - self._retries.get(op, 0) for op, n in now.items()
+                     if n > self._retries.get(op, 0)}
+            self._retries = now
+        return since
 
     def _table(self, read: dict[str, np.ndarray], flags: np.ndarray,
                estimated: dict[str, np.ndarray]) -> pa.Table:

@@ -7,14 +7,14 @@ SExtractor-style local backgrounds do.  Noise is measured on differences of
 horizontally adjacent ring pixels (clipped MAD standard deviation / sqrt 2),
 so the smooth wings of a large galaxy, which widen the ring's own spread,
 do not count as noise.  Everything is vectorised over (objects, bands)
-with NaN-aware sorted medians (four sorts of the ring per batch: about 80 ms
-for 256 cutouts of 3 x 48 x 48 on one core, as long as a width-16 network's
-forward pass); ingest subtracts this sky, and a checkpoint's training domain
+with one sort of the ring per quantity (see :func:`_clipped`); ingest
+subtracts this sky, and a checkpoint's training domain
 (:mod:`surveyproc.models.domain`) compares these numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,28 +42,101 @@ def aperture_mask(height: int, width: int) -> np.ndarray:
     return _radius(height, width) <= max(1.0, APERTURE_RADIUS * min(height, width))
 
 
-def _nanmedian_sorted(values: np.ndarray) -> np.ndarray:
-    """Median along the last axis ignoring NaN (NaN where a row has none), via one sort."""
-    ordered = np.sort(values, axis=-1)  # NaN sort last
-    finite = np.isfinite(values).sum(axis=-1)
-    low = np.clip((finite - 1) // 2, 0, None)
-    high = np.clip(finite // 2, 0, None)
-    lo = np.take_along_axis(ordered, low[..., None], axis=-1)[..., 0]
-    hi = np.take_along_axis(ordered, high[..., None], axis=-1)[..., 0]
-    return np.where(finite > 0, (lo + hi) / 2, np.nan)
+def _take(ordered: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``ordered[..., index]`` per row, indices clipped into range (their rows unused)."""
+    index = np.clip(index, 0, ordered.shape[-1] - 1)
+    return np.take_along_axis(ordered, index[..., None], axis=-1)[..., 0]
 
 
-def _median_and_sigma(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    median = _nanmedian_sorted(values)
-    sigma = MAD_TO_SIGMA * _nanmedian_sorted(np.abs(values - median[..., None]))
-    return median, sigma
+def _first(ordered: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per row, the first index in ``[lo, hi)`` whose value passes ``test`` (``hi`` if none),
+    for a ``test`` that fails and then passes along the sorted row: a vectorised binary
+    search, log2(pixels) gathers instead of a pass over every pixel."""
+    lo, hi = lo.copy(), hi.copy()
+    while (active := lo < hi).any():
+        mid = (lo + hi) // 2
+        passes = test(_take(ordered, mid))
+        hi = np.where(active & passes, mid, hi)
+        lo = np.where(active & ~passes, mid + 1, lo)
+    return lo
+
+
+def _middle(ordered: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of ``ordered[..., start:start + count]`` per row (NaN where count is 0)."""
+    lo = _take(ordered, start + np.clip((count - 1) // 2, 0, None))
+    hi = _take(ordered, start + count // 2)
+    return np.where(count > 0, (lo + hi) / 2, np.nan)
+
+
+def _kth_deviation(ordered: np.ndarray, split: np.ndarray, start: np.ndarray,
+                   stop: np.ndarray, centre: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The ``k``-th smallest (0-based) ``|ordered[..., start:stop] - centre|`` per row, where
+    ``split`` is the first index of the slice not below ``centre``.
+
+    The deviations of a sorted slice from a point inside it are two sorted runs (below
+    the centre, read backwards; above it, forwards), so the k-th smallest is found by a
+    binary search over how many come from the run below: about log2(pixels) vectorised
+    steps instead of sorting the deviations.
+    """
+    below, above = split - start, stop - split
+    lo = np.maximum(0, k + 1 - above)
+    hi = np.minimum(k + 1, below)
+    for _ in range(int(np.ceil(np.log2(ordered.shape[-1] + 1))) + 1):
+        active = lo < hi
+        if not active.any():
+            break
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        take_more_below = (centre - _take(ordered, split - 1 - i)) < (
+            _take(ordered, split + j - 1) - centre)
+        lo = np.where(active & take_more_below, i + 1, lo)
+        hi = np.where(active & ~take_more_below, i, hi)
+    j = k + 1 - lo
+    last_below = np.where(lo > 0, centre - _take(ordered, split - lo), -np.inf)
+    last_above = np.where(j > 0, _take(ordered, split + j - 1) - centre, -np.inf)
+    return np.maximum(last_below, last_above).astype(ordered.dtype)
+
+
+def _mad_sigma(ordered: np.ndarray, start: np.ndarray, count: np.ndarray,
+               median: np.ndarray) -> np.ndarray:
+    """MAD sigma of ``ordered[..., start:start + count]`` around its ``median``."""
+    stop = start + count
+    centre = np.where(count > 0, median, 0).astype(ordered.dtype)
+    split = _first(ordered, start, stop, lambda v: ~(v < centre))
+    lo = _kth_deviation(ordered, split, start, stop, centre,
+                        np.clip((count - 1) // 2, 0, None))
+    hi = _kth_deviation(ordered, split, start, stop, centre, count // 2)
+    return np.where(count > 0, MAD_TO_SIGMA * ((lo + hi) / 2), np.nan)
 
 
 def _clipped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and MAD sigma along the last axis after one 3-sigma clip."""
-    median, sigma = _median_and_sigma(values)
-    outliers = np.abs(values - median[..., None]) > CLIP_SIGMA * sigma[..., None]
-    return _median_and_sigma(np.where(outliers & (sigma[..., None] > 0), np.nan, values))
+    """Median and MAD sigma along the last axis (NaN ignored) after one 3-sigma clip.
+
+    One sort per row: the values kept by the clip are a contiguous run of the sorted row,
+    so the clipped median is read off it, and both MADs come from
+    :func:`_kth_deviation` -- the same numbers as sorting the deviations, four times
+    fewer sorts.
+    """
+    finite_mask = np.isfinite(values)
+    if np.isinf(values).any():  # ignored like NaN (-inf would otherwise sort first)
+        values = np.where(finite_mask, values, np.nan)
+    ordered = np.sort(values, axis=-1)  # NaN sort last
+    finite = finite_mask.sum(axis=-1)
+    zero = np.zeros_like(finite)
+    median = _middle(ordered, zero, finite)
+    sigma = _mad_sigma(ordered, zero, finite, median)
+    limit = CLIP_SIGMA * sigma
+    with np.errstate(invalid="ignore"):  # the clip's outliers: a prefix and a suffix
+        low = _first(ordered, zero, finite,
+                     lambda v: ~((v < median) & (np.abs(v - median) > limit)))
+        high = finite - _first(ordered, low, finite,
+                               lambda v: (v >= median) & (np.abs(v - median) > limit))
+    clip = sigma > 0
+    start = np.where(clip, low, 0)
+    count = np.where(clip, finite - low - high, finite)
+    clipped_median = _middle(ordered, start, count)
+    return clipped_median, _mad_sigma(ordered, start, count, clipped_median)
 
 
 @dataclass(frozen=True)
@@ -91,15 +164,17 @@ def measure_background(images: np.ndarray) -> CutoutBackground:
     ([[5.0], [5.0]], [[0.1], [0.1]])
     """
     height, width = images.shape[-2:]
-    pixels = np.asarray(images, dtype=np.float32)
+    # pixels as rows of (object, band), gathered by flat index: contiguous rows sort about
+    # three times faster than what boolean indexing of the last two axes returns
+    flat = np.asarray(images, dtype=np.float32).reshape(*images.shape[:-2], height * width)
     mask = ring_mask(height, width)
-    sky, _ = _clipped(pixels[:, :, mask])
-    pairs = mask[:, 1:] & mask[:, :-1]
-    steps = (pixels[:, :, :, 1:] - pixels[:, :, :, :-1])[:, :, pairs]
+    sky, _ = _clipped(np.take(flat, np.flatnonzero(mask), axis=-1))
+    left = np.flatnonzero(np.pad(mask[:, 1:] & mask[:, :-1], ((0, 0), (0, 1))))
+    steps = np.take(flat, left + 1, axis=-1) - np.take(flat, left, axis=-1)
     _, step_sigma = _clipped(steps)
     noise = step_sigma / np.sqrt(2.0)
     aperture = aperture_mask(height, width)
-    central = pixels[:, :, aperture]
+    central = np.take(flat, np.flatnonzero(aperture), axis=-1)
     flux = np.nansum(central - sky[..., None], axis=-1)
     flux = np.where(np.isfinite(central).any(axis=-1), flux, np.nan)
     return CutoutBackground(sky.astype(np.float64), noise.astype(np.float64),

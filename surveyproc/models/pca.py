@@ -8,11 +8,10 @@ galaxy, chosen without looking at the target.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LinearRegression
 
 from .sfnet import DenseCNN, RegressionOutput
 
@@ -34,8 +33,10 @@ class PCARegression:
 
     def __init__(self, k: int) -> None:
         self.k = k
+        from sklearn.decomposition import PCA  # here: an inference actor never needs it
+
         self.pca = PCA(n_components=k)
-        self.regressions: list[LinearRegression] = []
+        self.regressions: list[Any] = []  # sklearn LinearRegression, one per target
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> PCARegression:
         """``targets`` is (n, t) and may hold NaN (skipped per target)."""
@@ -43,12 +44,18 @@ class PCARegression:
         self.regressions = []
         for j in range(targets.shape[1]):
             known = np.isfinite(targets[:, j])
-            self.regressions.append(LinearRegression().fit(components[known], targets[known, j]))
+            self.regressions.append(_linear_regression().fit(components[known], targets[known, j]))
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         components = self.pca.transform(features)
         return np.stack([r.predict(components) for r in self.regressions], axis=1)
+
+
+def _linear_regression() -> Any:
+    from sklearn.linear_model import LinearRegression
+
+    return LinearRegression()
 
 
 class PCANet(DenseCNN):

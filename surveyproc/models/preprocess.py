@@ -38,7 +38,10 @@ class Normalization:
         return cls(tuple(scales))
 
     def apply(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(batch, bands, h, w) pixels -> float32 network input.
+        """(batch, bands, h, w) pixels (on the host) -> float32 network input (on the host).
+
+        NumPy's SIMD ``arcsinh`` on one thread is about three times faster than torch's
+        on two, and it runs in inference's reader threads, beside the models.
 
         Examples
         --------
@@ -47,6 +50,8 @@ class Normalization:
         >>> [round(v, 4) for v in x.flatten().tolist()]
         [0.8814, 0.0]
         """
-        x = torch.as_tensor(images, dtype=torch.float32)
-        scale = torch.tensor(self.scale, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-        return torch.nan_to_num(torch.asinh(x / scale), nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.asarray(images, dtype=np.float32)
+        y = x / np.asarray(self.scale, dtype=np.float32).reshape(1, -1, 1, 1)  # a new array
+        np.arcsinh(y, out=y)
+        np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.from_numpy(y)

@@ -130,6 +130,12 @@ def _panels() -> list[dict[str, Any]]:
             (12, 37, 12, 8), "percentunit",
             "Share of labelled objects per PIT decile; flat at 0.1 when calibrated, U-shaped "
             "when over-confident, peaked when under-confident."),
+        _panel("Where actor time goes", "timeseries", [
+            (f"sum by (stage) (rate(surveyproc_actor_stage_seconds_total{{{J}}}[{RATE}]))",
+             "{{stage}}")], (0, 45, 24, 8), "s",
+            "Seconds per second in each stage of the actor loop, all actors. forward is the "
+            "models; read and checks run on reader threads beside them; a growing wait "
+            "means the models wait for the store (raise prefetch, or more bandwidth)."),
     ]
 
 

@@ -100,6 +100,10 @@ METRICS: dict[str, MetricDef] = {
     "surveyproc_stage_seconds": MetricDef("histogram", "Seconds per batch (read, model) or "
                                           "per shard part (write).", ("job_name", "stage"),
                                           LATENCY_BUCKETS),
+    "surveyproc_actor_stage_seconds": MetricDef(
+        "counter", "Seconds the actors spent in each stage of their loop (read and checks "
+        "on reader threads, beside the models; wait: the models waiting for a read).",
+        ("job_name", "node", "stage")),
     "surveyproc_calibration_objects": MetricDef(
         "counter", "Objects with a known true value whose PDF was judged live.", _CAL),
     "surveyproc_calibration_covered": MetricDef(
@@ -274,6 +278,8 @@ class PipelineMetrics:
             for seconds in latencies:
                 self._record("surveyproc_stage_seconds", seconds, stage=stage)
         self._record("surveyproc_stage_seconds", report.write_seconds, stage="write")
+        for stage, seconds in report.stages.items():
+            self._record("surveyproc_actor_stage_seconds", seconds, stage=stage, **node)
         if report.wall_seconds > 0:
             self._record("surveyproc_actor_cpu_utilisation",
                          report.cpu_seconds / report.wall_seconds, **node)

@@ -28,8 +28,9 @@ class CutoutBatch:
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     photometry: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
-    #: why the pixels are NaN placeholders (a quarantined chunk), or "" when they were read
-    unreadable: str = ""
+    #: the quarantined chunks whose pixels are NaN placeholders, "objects A-B: cause" each;
+    #: empty when every pixel was read
+    unreadable: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.object_id)

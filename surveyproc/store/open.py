@@ -30,7 +30,7 @@ import zarr
 from ..errors import InvalidParameterError, StoreAccessError, StoreNotFoundError, describe_error
 from ..flags import Flag
 from ..fs import normalize, redact, resolve, zarr_store
-from ..retry import is_transient, retrying
+from ..retry import DEFAULT_POLICY, RetryPolicy, is_transient, retrying
 from . import layout
 from .batch import CutoutBatch
 from .shards import Shard, plan_shards
@@ -203,7 +203,8 @@ class SurveyStore:
         """
         self._check_range(start, stop)
         names = tuple(self._columns(labels, photometry))
-        unreadable = ""
+        unreadable: list[str] = []
+        lost = np.zeros(stop - start, dtype=bool)  # objects of quarantined chunks
         pixels = None
         if images:
             try:
@@ -211,14 +212,12 @@ class SurveyStore:
             except Exception as error:
                 if not (quarantine and _unreadable(error)):
                     raise
-                lay = self.layout
-                pixels = np.full((stop - start, len(lay.bands), lay.height, lay.width), np.nan,
-                                 dtype=self.array(layout.IMAGES).dtype)
-                unreadable = describe_error(error)
+                pixels, lost, unreadable = self._quarantined(start, stop, error)
         values = self._column_values(names, start, stop)
         flags = values.get(layout.FLAGS, np.zeros(stop - start, dtype=np.int32))
         if unreadable:
-            flags = np.asarray(flags, dtype=np.int32) | np.int32(Flag.UNREADABLE)
+            flags = np.asarray(flags, dtype=np.int32) | np.where(
+                lost, np.int32(Flag.UNREADABLE), np.int32(0))
         return CutoutBatch(
             start=start,
             object_id=values[layout.OBJECT_ID],
@@ -233,8 +232,35 @@ class SurveyStore:
             unreadable=unreadable,
         )
 
-    def _read_images(self, start: int, stop: int) -> np.ndarray:
-        return retrying("read", lambda: np.asarray(self.array(layout.IMAGES)[start:stop]))
+    def _read_images(self, start: int, stop: int, policy: RetryPolicy = DEFAULT_POLICY
+                     ) -> np.ndarray:
+        return retrying("read", lambda: np.asarray(self.array(layout.IMAGES)[start:stop]),
+                        policy)
+
+    def _quarantined(self, start: int, stop: int, error: Exception
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Pixels of ``[start, stop)`` read chunk by chunk after a read of them failed: the
+        chunks that stay unreadable become NaN (``lost``), each named with its cause.  The
+        failed read has spent its retries, so each chunk gets a few more, not a full set."""
+        lay = self.layout
+        pixels = np.full((stop - start, len(lay.bands), lay.height, lay.width), np.nan,
+                         dtype=self.array(layout.IMAGES).dtype)
+        step = lay.chunk_objects
+        chunks = [(a, min(a - a % step + step, stop)) for a in
+                  [start, *range(start - start % step + step, stop, step)]]
+        lost = np.ones(stop - start, dtype=bool)
+        if len(chunks) == 1:
+            return pixels, lost, [f"objects {start}-{stop}: {describe_error(error)}"]
+        unreadable = []
+        for a, b in chunks:
+            try:
+                pixels[a - start:b - start] = self._read_images(a, b, _CHUNK_REREAD)
+                lost[a - start:b - start] = False
+            except Exception as chunk_error:
+                if not _unreadable(chunk_error):
+                    raise
+                unreadable.append(f"objects {a}-{b}: {describe_error(chunk_error)}")
+        return pixels, lost, unreadable
 
     def _column_values(self, names: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
         """1-D columns of ``[start, stop)``, served from a cached window when one covers it.
@@ -338,6 +364,10 @@ class SurveyStore:
         if self._column_pool is not None:
             self._column_pool.shutdown(wait=False)
             self._column_pool = None
+
+
+#: Retries of one chunk re-read after a multi-chunk read failed (see ``_quarantined``)
+_CHUNK_REREAD = RetryPolicy(attempts=3)
 
 
 def _unreadable(error: Exception) -> bool:

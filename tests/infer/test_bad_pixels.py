@@ -93,3 +93,35 @@ def test_a_batch_of_nothing_but_bad_cutouts_still_commits(value):
     writer.write_images(0, batch.images)
     table = _catalog(store.url, out, "all-bad")
     assert table.num_rows == 16 and np.isnan(table.column("metallicity_mean").to_numpy()).all()
+
+
+def test_fast_pixel_checks_agree_with_pixel_by_pixel_checks():
+    """The three-pass checks equal the pixel-by-pixel definition on every kind of cutout,
+    including objects where a NaN or infinite pixel sends them down the exact path."""
+    from surveyproc.infer.estimate import _pixel_checks_exact, pixel_checks
+
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(400, 3, 8, 8)).astype(np.float32)
+    kinds = rng.integers(0, 8, size=len(images))
+    for row, kind in enumerate(kinds):
+        band = rng.integers(0, 3)
+        if kind == 1:
+            images[row, band, rng.integers(0, 8), rng.integers(0, 8)] = np.nan
+        elif kind == 2:
+            images[row, band, 0, rng.integers(0, 8)] = rng.choice([np.inf, -np.inf])
+        elif kind == 3:
+            images[row, band] = 0.0
+        elif kind == 4:
+            images[row] = 0.0
+        elif kind == 5:
+            images[row, band, :2, :2] = images[row, band].max() + 1
+        elif kind == 6:  # nothing but zeros and NaN: no signal
+            images[row] = 0.0
+            images[row, band, 1, 1] = np.nan
+        elif kind == 7:  # a flat band at a positive level is not saturated
+            images[row, band] = 2.0
+    flags, no_signal = pixel_checks(images)
+    exact_flags, exact_no_signal = _pixel_checks_exact(images.reshape(len(images), 3, -1))
+    assert np.array_equal(flags, exact_flags)
+    assert np.array_equal(no_signal, exact_no_signal)
+    assert len(set(flags.tolist())) >= 4 and no_signal.sum() > 10

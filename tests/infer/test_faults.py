@@ -126,6 +126,24 @@ def test_transient_object_store_errors_are_retried_and_counted(clean, s3_endpoin
     _assert_exactly_once_and_clean(table, reference, [(BROKEN * CHUNK, (BROKEN + 1) * CHUNK)])
 
 
+def _settled_commits(catalog: Path, quiet: float = 3.0, timeout: float = 60.0) -> set[int]:
+    """The shards committed once the killed driver's actor is gone: its shards in flight
+    (two, worked on at once) may still commit until Ray, seeing their owner dead, kills it;
+    alive, it would commit a shard every few milliseconds, so a quiet spell means gone."""
+    deadline = time.monotonic() + timeout
+    seen: set[int] = set()
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        now = {json.loads(p.read_text())["index"]
+               for p in (catalog / "_committed").glob("shard-*.json")}
+        if now != seen:
+            seen, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet:
+            return seen
+        time.sleep(0.1)
+    raise AssertionError(f"commits still changing after {timeout} s: {sorted(seen)}")
+
+
 def test_a_killed_driver_resumes_without_redoing_committed_shards(clean, ray_session):
     """``surveyproc infer`` killed with SIGKILL mid-run, then run again: the second run does
     only the shards the first did not commit, and the catalog equals a clean run's."""
@@ -151,8 +169,7 @@ def test_a_killed_driver_resumes_without_redoing_committed_shards(clean, ray_ses
         time.sleep(0.05)
     driver.wait(timeout=30)
     assert driver.returncode == -signal.SIGKILL, "the driver finished before it could be killed"
-    before = {json.loads(p.read_text())["index"] for p in
-              (catalog / "_committed").glob("shard-*.json")}
+    before = _settled_commits(catalog)
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240,
                            check=False)
     assert again.returncode == 0, again.stderr[-2000:]

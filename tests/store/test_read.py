@@ -85,3 +85,26 @@ def test_spec_rejects_bad_layouts():
         StoreSpec(n_objects=1, bands=("g",), height=4, width=4, dtype="int8")
     with pytest.raises(InvalidParameterError, match="label name '2x' is not allowed"):
         StoreSpec(n_objects=1, bands=("g",), height=4, width=4, labels=("2x",))
+
+
+def test_a_read_of_several_chunks_quarantines_only_the_chunk_that_does_not_decode(tmp_path):
+    """An inference read unit spans chunks; when one chunk is corrupt, only its objects
+    come back NaN and UNREADABLE, named with the cause; the rest are read as they are."""
+    from surveyproc.flags import Flag
+
+    store = tiny_store(n=64, chunk=16, url=str(tmp_path / "s.zarr"))
+    intact = store.read(0, 64).images.copy()
+    for path in (tmp_path / "s.zarr" / "images" / "c" / "2").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"not a zstd frame" * 4)
+    store = open_store(str(tmp_path / "s.zarr"))
+    with pytest.raises(RuntimeError):
+        store.read(0, 64)
+    batch = store.read(0, 64, quarantine=True)
+    lost = np.zeros(64, dtype=bool)
+    lost[32:48] = True
+    assert batch.unreadable == ["objects 32-48: RuntimeError: Zstd decompression error: "
+                                "invalid input data"]
+    assert (((batch.flags & Flag.UNREADABLE) != 0) == lost).all()
+    assert np.isnan(batch.images[lost]).all()
+    assert np.array_equal(batch.images[~lost], intact[~lost])

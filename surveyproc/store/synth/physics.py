@@ -12,7 +12,6 @@ import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "BLOCK",
@@ -108,6 +107,8 @@ def draw_block(seed: int, block: int, z_max: float) -> Galaxies:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0, block]))
     n = BLOCK
     # Redshift: a gamma distribution truncated to (0.02, z_max), by inverse CDF.
+    from scipy import stats  # here: job files import the settings, not the generator
+
     z_dist = stats.gamma(a=2.5, loc=0.02, scale=0.045)
     redshift = z_dist.ppf(rng.uniform(0.0, z_dist.cdf(z_max), n))
     # Stellar mass rises with redshift: a flux-limited survey sees only massive galaxies far away.

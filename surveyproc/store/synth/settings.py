@@ -12,7 +12,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ...errors import InvalidParameterError
-from .render import sky_sigma
 from .sed import check_bands
 
 __all__ = ["FIELD_OF_VIEW", "SynthConfig", "synth_config"]
@@ -74,6 +73,8 @@ class SynthConfig(BaseModel):
         """Median sky noise per pixel of each band, nanomaggies."""
         if self.sky_noise is not None:
             return np.array([self.sky_noise[b] for b in self.bands], dtype=float)
+        from .render import sky_sigma  # here: GalSim loads only where a survey is drawn
+
         return sky_sigma(self.bands, self.arcsec_per_pixel)
 
 

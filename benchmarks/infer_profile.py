@@ -1,0 +1,183 @@
+"""Where an inference actor's time goes: the actor loop's stages, one model, in one process.
+
+    python benchmarks/infer_profile.py [--n 4096] [--widths 64,16] [--batch-size 256]
+        [--threads 2] [--repeats 3]
+
+For each network width (64: ResNet-18; 16: about 10x faster here, a
+stand-in on this CPU for a model as fast as a GPU makes ResNet-18), the same
+:class:`~surveyproc.infer.shard.ShardProcessor` an actor holds runs over a local
+synthetic store of ``--n`` objects, in the same process (no Ray, so nothing
+but the loop is measured), three ways, interleaved ``--repeats`` times:
+
+- model only: the forward passes and output handling on tensors already in memory;
+- serial: no read-ahead, one shard at a time, so every stage runs in turn in
+  one thread and the stage seconds add up to the wall time: the profile;
+- pipelined: as an actor runs it (reads and checks on reader threads, two
+  shards in flight, one shard's assembly and commit beside the other's models).
+
+Stages (``surveyproc.infer.shard.STAGES``): read (fetch and decode), checks
+(per-pixel flags, training-domain test), wait, prepare (tensor, normalisation),
+forward, outputs (the kind's columns), assemble (Arrow table), encode (Parquet),
+commit (part and record).  Seeded, untrained weights: speed does not depend on
+what a network has learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from benchlib import describe, publish, spread
+from infer_throughput import MODELS
+
+from surveyproc.infer import plan_inference
+from surveyproc.infer.shard import STAGES, ShardProcessor, ShardReport
+from surveyproc.jobs import JobSpec
+from surveyproc.models import save_checkpoint
+from surveyproc.store import SurveyStore
+from surveyproc.store.shards import Shard
+from surveyproc.store.synth import SynthConfig, synthesize
+from surveyproc.testing import seeded_checkpoint
+
+
+def _processor(store: SurveyStore, width: int, root: Path, args, prefetch: int,
+               catalog: str) -> tuple[ShardProcessor, list[Shard]]:
+    """The processor an actor would build for one SFNet of ``width`` (``catalog``: fresh)."""
+    kind, targets, config = MODELS["sfnet"]
+    out = root / f"w{width}"
+    if not (out / "checkpoints" / "sfnet.pt").exists():
+        save_checkpoint(seeded_checkpoint(store, kind, targets, width=width, **config),
+                        f"{out}/checkpoints/sfnet.pt")
+    job = JobSpec.model_validate({
+        "name": "profile", "store": {"url": store.url}, "output": {"dir": str(out)},
+        "resources": {"batch_size": args.batch_size},
+        "models": [{"name": "sfnet", "kind": kind, "targets": targets, "width": width,
+                    "k": config["k"]}],
+        "infer": {"catalog": catalog}, "metrics": {"enabled": False}})
+    plan = plan_inference(job, store)
+    processor = ShardProcessor(
+        store_url=store.url, store_options=None, checkpoints=plan.checkpoints,
+        schema=plan.schema.describe(), catalog_url=catalog, catalog_options=None,
+        run_id="profile", batch_size=args.batch_size, prefetch=prefetch)
+    return processor, plan.shards
+
+
+def model_only(store: SurveyStore, width: int, root: Path, args, pixels: np.ndarray) -> float:
+    """Cutouts/s of the actor's own estimator (forward passes and the kind's outputs) on a
+    batch already normalised in memory: the ceiling of the loop."""
+    processor, _ = _processor(store, width, root, args, 0, str(root / "unused"))
+    processor.close()
+    inputs = processor.estimator.prepare(pixels)
+    for _ in range(2):
+        processor.estimator.run(inputs)
+    batches = max(8, args.n // len(pixels))
+    started = time.perf_counter()
+    for _ in range(batches):
+        processor.estimator.run(inputs)
+    return batches * len(pixels) / (time.perf_counter() - started)
+
+
+def run_loop(store: SurveyStore, width: int, root: Path, args, *, pipelined: bool,
+             tag: str) -> dict[str, Any]:
+    """All shards through one processor; stage seconds summed and the wall time."""
+    processor, shards = _processor(store, width, root, args, 2 if pipelined else 0,
+                                   str(root / f"catalog-{tag}"))
+    started = time.perf_counter()
+    if pipelined:  # the actor's arrangement: two shards in flight at once
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            reports: list[ShardReport] = list(pool.map(processor.process, shards))
+    else:
+        reports = [processor.process(shard) for shard in shards]
+    wall = time.perf_counter() - started
+    processor.close()
+    stages = {stage: sum(r.stages.get(stage, 0.0) for r in reports) for stage in STAGES}
+    objects = sum(r.rows for r in reports)
+    return {"objects": objects, "wall": wall, "rate": objects / wall, "stages": stages,
+            "shards": len(shards)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=4096)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--widths", default="64,16")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--out", default=None, help="raw results (default docs/results/)")
+    args = parser.parse_args()
+    os.environ.setdefault("SURVEYPROC_PROGRESS", "0")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="surveyproc-profile-"))
+    store = synthesize(str(root / "store.zarr"), SynthConfig(n=args.n, size=args.size, seed=0))
+    pixels = store.read(0, args.batch_size, labels=False, photometry=False).images
+    widths = [int(w) for w in args.widths.split(",")]
+    results: dict[str, dict[str, list]] = {str(w): {"model": [], "serial": [], "pipelined": []}
+                                           for w in widths}
+    run_loop(store, widths[0], root, args, pipelined=True, tag="warmup")  # caches settle
+    for i in range(args.repeats):
+        for width in widths:
+            runs = results[str(width)]
+            runs["model"].append(model_only(store, width, root, args, pixels))
+            runs["serial"].append(run_loop(store, width, root, args, pipelined=False,
+                                           tag=f"s{width}-{i}"))
+            runs["pipelined"].append(run_loop(store, width, root, args, pipelined=True,
+                                              tag=f"p{width}-{i}"))
+            print(f"repeat {i + 1}/{args.repeats}, width {width}: model only "
+                  f"{runs['model'][-1]:.0f}, serial {runs['serial'][-1]['rate']:.0f}, "
+                  f"pipelined {runs['pipelined'][-1]['rate']:.0f} cutouts/s", flush=True)
+    publish("infer_profile", args, {"widths": results}, render, started=t0)
+
+
+def render(record: dict) -> str:
+    """The Markdown section of ``docs/results.md`` for these raw results."""
+    a, r = record["args"], record["results"]
+    lines = ["## The actor loop's profile (`benchmarks/infer_profile.py`)", "",
+             f"One SFNet, {a['n']:,} local synthetic cutouts ({a['size']}x{a['size']}, 4 bands), "
+             f"batch {a['batch_size']}, {a['threads']} torch threads, in one process (no Ray). "
+             "*Serial*: no read-ahead, one shard at a time: every stage in turn, so their "
+             "seconds add up to the wall time. *Pipelined*: as an actor runs (reads and checks "
+             "on reader threads, two shards in flight). Medians of "
+             f"{a['repeats']} interleaved repeats; ratios per repeat, median (min-max).", "",
+             describe(record["machine"]), ""]
+    for width, runs in r["widths"].items():
+        serial = runs["serial"]
+        total = np.median([s["wall"] for s in serial])
+        per_k = 1000 / serial[0]["objects"]
+        label = "ResNet-18" if width == "64" else f"ResNet-18 at width {width}"
+        lines += [f"**{label}**: model only {spread(runs['model'])['median']:.0f} cutouts/s; "
+                  f"serial loop {spread([s['rate'] for s in serial])['median']:.0f} "
+                  f"({_ratio(serial, runs['model'])}); pipelined "
+                  f"{spread([p['rate'] for p in runs['pipelined']])['median']:.0f} "
+                  f"({_ratio(runs['pipelined'], runs['model'])} of model only).", "",
+                  "| stage | serial: ms per 1,000 cutouts | share of the serial wall time "
+                  "| pipelined: ms per 1,000 cutouts |", "|---|---:|---:|---:|"]
+        for stage in STAGES:
+            seconds = float(np.median([s["stages"][stage] for s in serial]))
+            piped = float(np.median([p["stages"][stage] for p in runs["pipelined"]]))
+            share = "(the three above)" if stage == "wait" else f"{seconds / total:.1%}"
+            lines.append(f"| {stage} | {1000 * seconds * per_k:.1f} | {share} | "
+                         f"{1000 * piped * per_k:.1f} |")
+        lines += ["", "Serially, the models wait for each read in their own thread, so *wait* "
+                  "is read + checks + prepare; pipelined, those run on reader threads (their "
+                  "seconds there are stretched by sharing the cores with the models) and "
+                  "*wait* is what the models still wait.", ""]
+    return "\n".join(lines)
+
+
+def _ratio(runs: list[dict], model: list[float]) -> str:
+    values = spread([run["rate"] / m for run, m in zip(runs, model, strict=True)])
+    return f"{values['median']:.2f}x ({values['min']:.2f}-{values['max']:.2f})"
+
+
+if __name__ == "__main__":
+    main()
