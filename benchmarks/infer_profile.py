@@ -35,32 +35,24 @@ from typing import Any
 import numpy as np
 import torch
 from benchlib import describe, publish, spread
-from infer_throughput import MODELS
+from infer_throughput import _checkpoints, _job
 
 from surveyproc.infer import plan_inference
 from surveyproc.infer.shard import STAGES, ShardProcessor, ShardReport
-from surveyproc.jobs import JobSpec
-from surveyproc.models import save_checkpoint
 from surveyproc.store import SurveyStore
 from surveyproc.store.shards import Shard
 from surveyproc.store.synth import SynthConfig, synthesize
-from surveyproc.testing import seeded_checkpoint
 
 
 def _processor(store: SurveyStore, width: int, root: Path, args, prefetch: int,
                catalog: str) -> tuple[ShardProcessor, list[Shard]]:
     """The processor an actor would build for one SFNet of ``width`` (``catalog``: fresh)."""
-    kind, targets, config = MODELS["sfnet"]
-    out = root / f"w{width}"
-    if not (out / "checkpoints" / "sfnet.pt").exists():
-        save_checkpoint(seeded_checkpoint(store, kind, targets, width=width, **config),
-                        f"{out}/checkpoints/sfnet.pt")
-    job = JobSpec.model_validate({
-        "name": "profile", "store": {"url": store.url}, "output": {"dir": str(out)},
-        "resources": {"batch_size": args.batch_size},
-        "models": [{"name": "sfnet", "kind": kind, "targets": targets, "width": width,
-                    "k": config["k"]}],
-        "infer": {"catalog": catalog}, "metrics": {"enabled": False}})
+    out = str(root / f"w{width}")
+    if not Path(out, "checkpoints", "sfnet.pt").exists():
+        _checkpoints(store, ["sfnet"], width, out)
+    # the resources section does not matter in one process: the actor's defaults
+    job = _job(store, ["sfnet"], width, out, catalog,
+               argparse.Namespace(**vars(args), cpus_per_actor=1.0, gpus=0.0))
     plan = plan_inference(job, store)
     processor = ShardProcessor(
         store_url=store.url, store_options=None, checkpoints=plan.checkpoints,

@@ -74,12 +74,12 @@ def pixel_checks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # infinities, so bands where both are finite hold finite pixels only; the objects with
     # another band (rare) are checked pixel by pixel.
     brightest, faintest = flat.max(axis=2), flat.min(axis=2)
-    clean = np.isfinite(brightest) & np.isfinite(faintest)
+    nonfinite = ~(np.isfinite(brightest) & np.isfinite(faintest)).all(axis=1)
     at_top = (flat == brightest[..., None]).sum(axis=2)
     zero_band = (brightest == 0) & (faintest == 0)
-    flags = _flags(~clean.all(axis=1), zero_band.any(axis=1), at_top, brightest, faintest)
+    flags = _flags(nonfinite, zero_band.any(axis=1), at_top, brightest, faintest)
     no_signal = zero_band.all(axis=1)
-    odd = np.flatnonzero(~clean.all(axis=1))
+    odd = np.flatnonzero(nonfinite)
     if len(odd):
         flags[odd], no_signal[odd] = _pixel_checks_exact(flat[odd])
     return flags, no_signal
@@ -168,14 +168,10 @@ class Estimator:
         out: dict[str, np.ndarray] = {}
         for model in self.models:
             x = inputs[model.checkpoint.normalization.scale]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
-                if forward_seconds is None:
-                    out.update(model.kind.infer(model.module, x, model.columns,
-                                                model.checkpoint))
-                    continue
-                with _timing_forward(model.module, forward_seconds):
-                    out.update(model.kind.infer(model.module, x, model.columns,
-                                                model.checkpoint))
+            timing = (contextlib.nullcontext() if forward_seconds is None
+                      else _timing_forward(model.module, forward_seconds))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda), timing:
+                out.update(model.kind.infer(model.module, x, model.columns, model.checkpoint))
         return out
 
 

@@ -48,18 +48,25 @@ def _take(ordered: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take_along_axis(ordered, index[..., None], axis=-1)[..., 0]
 
 
-def _first(ordered: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-           test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Per row, the first index in ``[lo, hi)`` whose value passes ``test`` (``hi`` if none),
-    for a ``test`` that fails and then passes along the sorted row: a vectorised binary
-    search, log2(pixels) gathers instead of a pass over every pixel."""
+def _bisect(lo: np.ndarray, hi: np.ndarray,
+            passes: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per row, the first index in ``[lo, hi)`` that ``passes`` (``hi`` if none), for a
+    test that fails and then passes as the index grows: a vectorised binary search."""
     lo, hi = lo.copy(), hi.copy()
     while (active := lo < hi).any():
         mid = (lo + hi) // 2
-        passes = test(_take(ordered, mid))
-        hi = np.where(active & passes, mid, hi)
-        lo = np.where(active & ~passes, mid + 1, lo)
+        ok = passes(mid)
+        hi = np.where(active & ok, mid, hi)
+        lo = np.where(active & ~ok, mid + 1, lo)
     return lo
+
+
+def _first(ordered: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per row, the first index in ``[lo, hi)`` whose value passes ``test`` (``hi`` if none),
+    for a ``test`` that fails and then passes along the sorted row: log2(pixels) gathers
+    instead of a pass over every pixel."""
+    return _bisect(lo, hi, lambda mid: test(_take(ordered, mid)))
 
 
 def _middle(ordered: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -80,18 +87,12 @@ def _kth_deviation(ordered: np.ndarray, split: np.ndarray, start: np.ndarray,
     steps instead of sorting the deviations.
     """
     below, above = split - start, stop - split
-    lo = np.maximum(0, k + 1 - above)
-    hi = np.minimum(k + 1, below)
-    for _ in range(int(np.ceil(np.log2(ordered.shape[-1] + 1))) + 1):
-        active = lo < hi
-        if not active.any():
-            break
-        i = (lo + hi) // 2
-        j = k + 1 - i
-        take_more_below = (centre - _take(ordered, split - 1 - i)) < (
-            _take(ordered, split + j - 1) - centre)
-        lo = np.where(active & take_more_below, i + 1, lo)
-        hi = np.where(active & ~take_more_below, i, hi)
+
+    def enough_below(i: np.ndarray) -> np.ndarray:  # the i-th below is not the next smallest
+        return ~((centre - _take(ordered, split - 1 - i))
+                 < (_take(ordered, split + k - i) - centre))
+
+    lo = _bisect(np.maximum(0, k + 1 - above), np.minimum(k + 1, below), enough_below)
     j = k + 1 - lo
     last_below = np.where(lo > 0, centre - _take(ordered, split - lo), -np.inf)
     last_above = np.where(j > 0, _take(ordered, split + j - 1) - centre, -np.inf)

@@ -40,22 +40,18 @@ class PCARegression:
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> PCARegression:
         """``targets`` is (n, t) and may hold NaN (skipped per target)."""
+        from sklearn.linear_model import LinearRegression  # as PCA: only where one is fitted
+
         components = self.pca.fit_transform(features)
         self.regressions = []
         for j in range(targets.shape[1]):
             known = np.isfinite(targets[:, j])
-            self.regressions.append(_linear_regression().fit(components[known], targets[known, j]))
+            self.regressions.append(LinearRegression().fit(components[known], targets[known, j]))
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         components = self.pca.transform(features)
         return np.stack([r.predict(components) for r in self.regressions], axis=1)
-
-
-def _linear_regression() -> Any:
-    from sklearn.linear_model import LinearRegression
-
-    return LinearRegression()
 
 
 class PCANet(DenseCNN):
