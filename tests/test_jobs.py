@@ -23,7 +23,7 @@ output: {dir: out}
 """
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "cluster.example.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "cluster.example.yaml", "posteriors.yaml"])
 def test_shipped_job_files_validate(name):
     job = load_job(JOBS / name, environ={})
     assert job.name

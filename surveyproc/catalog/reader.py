@@ -95,10 +95,10 @@ def read_catalog(url: str, storage_options: dict[str, Any] | None = None, *,
 def pdf_grid(schema: CatalogSchema, target: str) -> np.ndarray:
     """Bin centres of ``target``'s PDF column."""
     for model in schema.models:
-        if target in model.targets and model.grid is not None:
-            return model.grid.centres_array()
+        if target in model.pdf_grids:
+            return model.pdf_grids[target].centres_array()
     msg = f"no PDF column for {target!r}; PDFs exist for " + (
-        ", ".join(t for m in schema.models if m.grid for t in m.targets) or "no target")
+        ", ".join(t for m in schema.models for t in m.pdf_grids) or "no target")
     raise InvalidParameterError(msg)
 
 

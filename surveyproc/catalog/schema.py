@@ -66,7 +66,7 @@ class ModelColumns:
     targets: tuple[str, ...]
     units: tuple[str, ...]
     uncertainty: str
-    grid: Grid | None = None  # bins of the targets' PDFs
+    grid: Grid | None = None  # bins of the targets' PDFs (one grid for every target)
     k: int | None = None  # active features per galaxy of a sparse model
     sparse_prefix: str = ""
     spread: tuple[float, ...] | None = None  # per-target validation RMSE (point estimates)
@@ -75,6 +75,22 @@ class ModelColumns:
     extra_columns: tuple[tuple[str, str], ...] = ()
     #: The kind's own facts for readers (JSON).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Bins of each target's PDF, in target order, for a model whose targets have
+    #: grids of their own (``grid`` is then None).
+    grids: tuple[Grid, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.grids is not None and len(self.grids) != len(self.targets):
+            msg = (f"model {self.name}: {len(self.grids)} PDF grids for "
+                   f"{len(self.targets)} targets")
+            raise InvalidParameterError(msg)
+
+    @property
+    def pdf_grids(self) -> dict[str, Grid]:
+        """The PDF grid of each target that has a PDF column (none for point estimates)."""
+        if self.grids is not None:
+            return dict(zip(self.targets, self.grids, strict=True))
+        return {t: self.grid for t in self.targets} if self.grid is not None else {}
 
     @property
     def act_idx(self) -> str:
@@ -87,6 +103,7 @@ class ModelColumns:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["grid"] = self.grid.model_dump() if self.grid is not None else None
+        out["grids"] = [g.model_dump() for g in self.grids] if self.grids is not None else None
         out["targets"], out["units"] = list(self.targets), list(self.units)
         out["spread"] = list(self.spread) if self.spread is not None else None
         out["extra_columns"] = [list(c) for c in self.extra_columns]
@@ -99,6 +116,7 @@ class ModelColumns:
         values["targets"], values["units"] = tuple(data["targets"]), tuple(data["units"])
         values["spread"] = tuple(data["spread"]) if data.get("spread") else None
         values["grid"] = Grid(**data["grid"]) if data.get("grid") else None
+        values["grids"] = tuple(Grid(**g) for g in data["grids"]) if data.get("grids") else None
         values["extra_columns"] = tuple(tuple(c) for c in data.get("extra_columns", ()))
         return cls(**values)
 
@@ -128,9 +146,10 @@ class CatalogSchema:
     def arrow(self) -> pa.Schema:
         columns = list(IDENTITY)
         for model in self.models:
+            grids = model.pdf_grids
             for target in model.targets:
                 columns += [pa.field(stat_column(target, s), pa.float32()) for s in STATS]
-                if model.grid is not None:
+                if target in grids:
                     columns += [pa.field(stat_column(target, "mode"), pa.float32()),
                                 pa.field(pdf_column(target), pa.list_(pa.float32()))]
             if model.k is not None:

@@ -54,14 +54,12 @@ def live_targets(schema: CatalogSchema, store_labels: tuple[str, ...]) -> list[L
     """The PDF targets of ``schema``'s models that the store's labels give a truth for."""
     found = []
     for model in schema.models:
-        if model.grid is None:
-            continue
-        for target in model.targets:
+        for target, grid in model.pdf_grids.items():
             try:
                 (spec,) = resolve_targets([target], store_labels)
             except InvalidParameterError:  # no such label in this store: nothing to judge
                 continue
-            found.append(LiveTarget(model.name, target, model.grid, spec))
+            found.append(LiveTarget(model.name, target, grid, spec))
     return found
 
 

@@ -114,7 +114,7 @@ class AggregateSpec:
 
     @functools.cached_property
     def pdf_grids(self) -> dict[str, Grid]:
-        return {t: m.grid for m in self.models if m.grid is not None for t in m.targets}
+        return {t: g for m in self.models for t, g in m.pdf_grids.items()}
 
     def point_column(self, target: str) -> str:
         """The column judged as the target's point estimate (its settings, for PDFs)."""
@@ -162,8 +162,7 @@ def plan_aggregate(schema: CatalogSchema, store: SurveyStore,
     zero_point = (float(store.attrs.get("zero_points", {}).get(mag_band, ZERO_POINT))
                   if mag_band else 0)
     units = {t: u for m in schema.models for t, u in zip(m.targets, m.units, strict=True)}
-    ranges = {t: (m.grid.low, m.grid.high) for m in schema.models if m.grid is not None
-              for t in m.targets}
+    ranges = {t: (g.low, g.high) for m in schema.models for t, g in m.pdf_grids.items()}
     ungridded = [t for m in schema.models for t in m.targets if t not in ranges]
     ranges.update(_label_ranges(store, ungridded))
     return AggregateSpec(list(schema.models), targets, list(store.label_names), mag_band,
