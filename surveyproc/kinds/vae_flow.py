@@ -4,9 +4,11 @@ joint posteriors of physical parameters and emission-line fluxes.
 Everything the estimator needs beyond the network (:mod:`surveyproc.models.vae_flow`)
 lives here: which targets go to which flow, the training objective (flow
 negative log-likelihood of the known labels + the VAE's reconstruction and KL
-terms), and how posterior draws become catalog columns: per target the
-summaries and a PDF on the target's grid, plus the posterior correlation
-matrix of the physical parameters (upper triangle) in ``<model>_corr``.
+terms), the recalibration of each target's marginal on the validation split
+after training, and how posteriors become catalog columns: per target the
+recalibrated marginal PDF on the target's grid and its summaries, plus the
+posterior correlation matrix of the physical parameters (upper triangle, from
+joint draws) in ``<model>_corr``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..catalog.schema import ModelColumns
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 from ..models.vae_flow import VAEFlow, quasi_normal
-from .base import ModelKind, ModelSettings, ReportContext
+from .base import ModelKind, ModelSettings, ReportContext, TrainingData
 from .columns import density_outputs
 from .registry import register_kind
 
@@ -247,6 +249,24 @@ class VAEFlowKind(ModelKind):
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> VAEFlowTask:
         return VAEFlowTask(targets, config["vae_weight"], config["beta"], config["seed"])
 
+    @torch.no_grad()
+    def after_fit(self, model: nn.Module, data: TrainingData) -> None:
+        """Recalibrate each target's marginal on the validation split: its PIT values
+        (exact CDFs of the flow at the truths) define the map the catalog PDFs go through."""
+        assert isinstance(model, VAEFlow)
+        model.eval()
+        mean = torch.tensor([t.mean for t in data.targets])
+        std = torch.tensor([t.std for t in data.targets])
+        pits: list[list[torch.Tensor]] = [[] for _ in data.targets]
+        for x, y, _ in data.batches("val"):
+            mu = model(x).mu
+            z = (y.float() - mean) / std
+            for j in range(len(data.targets)):
+                known = torch.isfinite(z[:, j])
+                if known.any():
+                    pits[j].append(model.marginal_pit(j, mu[known], z[known, j]))
+        model.fit_recalibration([torch.cat(p) if p else torch.empty(0) for p in pits])
+
     def columns(self, name: str, checkpoint: Checkpoint) -> ModelColumns:
         config = checkpoint.config
         physical = [checkpoint.targets[i].name for i in config["flow_groups"][0]
@@ -274,8 +294,8 @@ class VAEFlowKind(ModelKind):
         draws = module.sample(mu, base.to(mu.device))  # standardised
         out: dict[str, np.ndarray] = {}
         for j, (info, grid) in enumerate(zip(checkpoint.targets, columns.grids, strict=True)):
-            points = (grid.centres() - info.mean) / info.std
-            pdf = module.marginal_density(j, mu, points.to(mu.device))
+            edges = (torch.from_numpy(grid.edges()) - info.mean) / info.std
+            pdf = module.marginal_pdf(j, mu, edges.to(mu.device))
             out.update(density_outputs((pdf / info.std).cpu().numpy(), info.name, grid))
         correlation = columns.extra.get("correlation")
         if correlation is not None:

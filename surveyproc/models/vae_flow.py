@@ -34,11 +34,26 @@ from torch import nn
 
 from .resnet import ResNet18
 
-__all__ = ["RECONSTRUCTION_SIDE", "ConditionalChain", "VAEFlow", "VAEFlowOutput",
-           "quasi_normal"]
+__all__ = ["MIN_RECALIBRATION", "RECALIBRATION_KNOTS", "RECONSTRUCTION_SIDE",
+           "ConditionalChain", "VAEFlow", "VAEFlowOutput", "quasi_normal"]
 
 #: The decoder reconstructs the cutout average-pooled to this many pixels a side.
 RECONSTRUCTION_SIDE = 16
+#: Knots of each target's recalibration map (probabilities 0, 0.05, .., 1).
+RECALIBRATION_KNOTS = 21
+#: Share of the identity mixed into a recalibration map, so that it stays invertible.
+_IDENTITY_SHARE = 0.02
+#: Fewest validation galaxies with a target for its recalibration to be fitted.
+MIN_RECALIBRATION = 100
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation of increasing knots ``(xp, fp)`` at ``x`` (clamped)."""
+    x = x.clamp(float(xp[0]), float(xp[-1]))
+    right = torch.searchsorted(xp, x.contiguous()).clamp(1, len(xp) - 1)
+    left = right - 1
+    t = (x - xp[left]) / (xp[right] - xp[left])
+    return fp[left] + t * (fp[right] - fp[left])
 
 
 def quasi_normal(n_samples: int, n_dims: int, seed: int) -> torch.Tensor:
@@ -141,6 +156,14 @@ class ConditionalChain(nn.Module):
         grid = points.to(context.dtype).view(-1, 1, 1)
         return self._marginal(i, context).log_prob(grid).exp().T
 
+    def marginal_cdf(self, i: int, context: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """CDF of target ``i``'s marginal at ``values``: (points, 1, 1) for every row of
+        ``context`` -> (batch, points); (batch, 1), one value per row -> (batch,).  Exact:
+        the flow maps a value to its standard-normal base, whose CDF it keeps."""
+        base = self._marginal(i, context).transform(values.to(context.dtype))
+        cdf = torch.special.ndtr(base[..., 0])
+        return cdf.T if values.dim() == 3 else cdf
+
 
 @dataclass
 class VAEFlowOutput:
@@ -183,6 +206,9 @@ class VAEFlow(nn.Module):
     ((4, 3), True)
     """
 
+    knots: torch.Tensor
+    recalibration: torch.Tensor
+
     def __init__(self, in_bands: int, flow_groups: list[list[int]], *, latent: int = 32,
                  width: int = 64, transforms: int = 3, hidden: int = 128, bins: int = 8,
                  detach_context: bool = False, hide_rate: float = 0.5) -> None:
@@ -203,6 +229,10 @@ class VAEFlow(nn.Module):
         self.flows = nn.ModuleList(
             ConditionalChain(len(g), latent, transforms=transforms, hidden=hidden, bins=bins)
             for g in self.flow_groups)
+        # G(p) per target at the knots: the identity until fit_recalibration
+        knots = torch.linspace(0.0, 1.0, RECALIBRATION_KNOTS)
+        self.register_buffer("knots", knots)
+        self.register_buffer("recalibration", knots.repeat(self.n_targets, 1))
 
     def _groups(self) -> list[tuple[list[int], ConditionalChain]]:
         """Each flow with the target indices it models."""
@@ -244,6 +274,11 @@ class VAEFlow(nn.Module):
         return self._draw(mu, base, marginal=True)
 
     def _draw(self, mu: torch.Tensor, base: torch.Tensor, *, marginal: bool) -> torch.Tensor:
+        if marginal:  # draw from the recalibrated marginals: u -> G^-1(Phi(u)) -> base
+            base = torch.stack([torch.special.ndtri(_interp(
+                torch.special.ndtr(base[:, j].double()), self.recalibration[j].double(),
+                self.knots.double()).clamp(1e-7, 1 - 1e-7)).float()
+                for j in range(self.n_targets)], dim=1) if self.n_targets else base
         out = mu.new_empty(base.shape[0], len(mu), self.n_targets)
         start = 0
         for group, flow in self._groups():
@@ -252,13 +287,41 @@ class VAEFlow(nn.Module):
             start += len(group)
         return out
 
-    @_float32
-    def marginal_density(self, target: int, mu: torch.Tensor,
-                         points: torch.Tensor) -> torch.Tensor:
-        """(batch, points) posterior density of target ``target`` (standardised units) at
-        ``points`` given latent means ``mu``."""
+    def _flow_of(self, target: int) -> tuple[ConditionalChain, int]:
         for group, flow in self._groups():
             if target in group:
-                return flow.marginal_density(group.index(target), mu.float(), points)
+                return flow, group.index(target)
         msg = f"target index {target} is in no flow"
         raise IndexError(msg)
+
+    @_float32
+    def marginal_pdf(self, target: int, mu: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """(batch, bins) recalibrated marginal posterior density of target ``target``,
+        averaged over each bin between ``edges`` (standardised units): the CDF at the
+        edges, mapped through the target's recalibration, differenced."""
+        flow, i = self._flow_of(target)
+        cdf = flow.marginal_cdf(i, mu.float(), edges.view(-1, 1, 1))
+        calibrated = _interp(cdf, self.knots, self.recalibration[target])
+        return calibrated.diff(dim=1) / edges.diff().to(cdf.dtype)
+
+    @_float32
+    def marginal_pit(self, target: int, mu: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """(batch,) CDF of each row's uncalibrated marginal at its own value (standardised)."""
+        flow, i = self._flow_of(target)
+        return flow.marginal_cdf(i, mu.float(), values.view(-1, 1))
+
+    def fit_recalibration(self, pits: list[torch.Tensor]) -> list[int]:
+        """Set each target's map G to the empirical CDF of its validation PIT values (mixed
+        with 2 % identity, so it is strictly increasing), making the marginals calibrated
+        on that split (Kuleshov et al. 2018); a target with fewer than
+        ``MIN_RECALIBRATION`` values keeps the identity.  Returns the counts used."""
+        counts = []
+        for j, pit in enumerate(pits):
+            counts.append(len(pit))
+            if len(pit) < MIN_RECALIBRATION:
+                continue
+            ecdf = (pit.double()[None, :] <= self.knots.double()[:, None]).double().mean(dim=1)
+            mixed = (1 - _IDENTITY_SHARE) * ecdf + _IDENTITY_SHARE * self.knots.double()
+            mixed[0], mixed[-1] = 0.0, 1.0
+            self.recalibration[j] = mixed.to(self.recalibration.dtype)
+        return counts

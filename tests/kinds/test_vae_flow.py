@@ -59,7 +59,7 @@ models:
     samples: 64
     targets: [log_mstar, log_sfr, log_mbh, log_flux_halpha]
     grids: {{log_mstar: {{low: 7, high: 13, n_bins: 60}}}}
-train: {{epochs: 2, batch_size: 64}}
+train: {{epochs: 2, batch_size: 64, val_fraction: 0.2}}
 resources: {{actors: 1, cpus_per_actor: 0.5, batch_size: 64}}
 infer: {{objects_per_shard: 200}}
 dask: {{address: {cluster.scheduler_address}}}
@@ -71,6 +71,11 @@ metrics: {{enabled: false}}
     checkpoint = load_checkpoint(str(tmp_path / "out/checkpoints/posterior.pt"))
     assert checkpoint.config["flow_groups"] == [[0, 1, 2], [3]]
     assert np.isfinite(checkpoint.metrics["val"]["coverage68_log_mbh"])
+    # recalibrated on the validation split where it has enough truths (about 120 masses,
+    # about 30 black-hole masses: those keep the identity map)
+    knots, maps = checkpoint.state_dict["knots"], checkpoint.state_dict["recalibration"]
+    assert not np.allclose(maps[0].numpy(), knots.numpy())
+    np.testing.assert_array_equal(maps[2].numpy(), knots.numpy())
 
     table = read_catalog(str(tmp_path / "out/catalog"))
     assert table.num_rows == 600  # nobody dropped, with or without a black-hole mass

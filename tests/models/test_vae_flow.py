@@ -9,7 +9,7 @@ import torch
 
 from surveyproc.kinds.vae_flow import VAEFlowTask, posterior_correlations
 from surveyproc.models import TargetInfo
-from surveyproc.models.vae_flow import ConditionalChain, VAEFlow, quasi_normal
+from surveyproc.models.vae_flow import ConditionalChain, VAEFlow, _interp, quasi_normal
 
 
 def _chain(n: int = 2, context: int = 3, seed: int = 0) -> ConditionalChain:
@@ -115,3 +115,24 @@ def test_posterior_correlations_match_numpy(rho):
     for b in range(2):
         expected = np.corrcoef(draws[:, b].T)[np.triu_indices(3, k=1)]
         np.testing.assert_allclose(ours[b], expected, atol=1e-10)
+
+
+def test_recalibration_makes_pits_uniform_and_the_draws_follow_the_recalibrated_pdf():
+    torch.manual_seed(0)
+    net = VAEFlow(2, [[0]], latent=3, width=4, transforms=1, hidden=8).eval()
+    pit = torch.distributions.Beta(3.0, 2.0).sample((5000,))  # a miscalibrated marginal
+    net.fit_recalibration([pit])
+    assert "recalibration" in net.state_dict()  # saved with the checkpoint's weights
+    calibrated = torch.sort(_interp(pit, net.knots, net.recalibration[0])).values
+    uniform = (torch.arange(len(pit)) + 0.5) / len(pit)
+    assert float((calibrated - uniform).abs().max()) < 0.03
+    assert bool((net.recalibration[0].diff() > 0).all())
+
+    mu = torch.randn(4, 3)
+    edges = torch.linspace(-10, 10, 2001)
+    pdf = net.marginal_pdf(0, mu, edges)
+    cdf = torch.cat([torch.zeros(4, 1), torch.cumsum(pdf * edges.diff(), dim=1)], dim=1)
+    np.testing.assert_allclose(cdf[:, -1].numpy(), 1.0, atol=1e-3)
+    draws = net.sample_marginals(mu, quasi_normal(4096, 1, seed=2))[..., 0]  # (4096, 4)
+    below = (draws[:, :, None] <= edges[None, None, ::100]).double().mean(dim=0)
+    np.testing.assert_allclose(below.numpy(), cdf[:, ::100].numpy(), atol=0.01)
