@@ -149,9 +149,8 @@ class ConditionalChain(nn.Module):
         Why not the chain's own marginal (the conditional averaged over draws of the
         earlier targets): where labels are missing not at random (line fluxes exist only
         above S/N 3) the draws of an earlier line come from galaxies where *it* was
-        detected, and the later line's marginal then mixes populations (on the synthetic
-        survey the later lines' 68 % intervals came out several points too wide that way).
-        The direct marginal is fitted on exactly the galaxies that have the target.
+        detected, so the later line's marginal mixes populations; the direct marginal is
+        fitted on exactly the galaxies that have the target (and needs no draws).
         """
         grid = points.to(context.dtype).view(-1, 1, 1)
         return self._marginal(i, context).log_prob(grid).exp().T

@@ -97,6 +97,13 @@ metrics: {{enabled: false}}
 
     summary = json.loads((tmp_path / "out/report/summary.json").read_text())
     assert {"log_mstar", "log_mbh", "log_flux_halpha"} <= set(summary["calibration"])
+    pairs = summary["models"]["posterior"]["posterior_correlations"]
+    assert [p["pair"] for p in pairs] == [["log_mstar", "log_sfr"], ["log_mstar", "log_mbh"],
+                                          ["log_sfr", "log_mbh"]]
+    assert pairs[0]["mean_posterior"] == pytest.approx(float(corr[:, 0].mean()), abs=1e-5)
+    assert pairs[0]["with_truth"] == 600 and pairs[1]["with_truth"] == 150
+    html = (tmp_path / "out/report/index.html").read_text()
+    assert "Posterior correlations of the physical parameters" in html
 
 
 def test_the_correlation_aggregator_matches_numpy():
