@@ -23,8 +23,20 @@ if str(ROOT) not in sys.path:
 
 from tests.support.servers import moto_server  # noqa: E402
 
-__all__ = ["RESULTS", "ROOT", "PeakMemory", "describe", "machine", "moto_server", "publish",
-           "ratio_text", "save_results", "spread"]
+__all__ = [
+    "RESULTS",
+    "ROOT",
+    "PeakMemory",
+    "describe",
+    "machine",
+    "moto_server",
+    "publish",
+    "ratio_text",
+    "save_results",
+    "spread",
+    "synthetic_survey",
+    "training_arguments",
+]
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -75,6 +87,32 @@ def publish(name: str, args: Any, results: dict[str, Any], render: Any, *,
     print(render({"args": vars(args), "machine": machine(), "results": results}))
     return save_results(name, args, results, seconds=time.perf_counter() - started,
                         out=getattr(args, "out", None))
+
+
+def training_arguments(parser: Any) -> None:
+    """The arguments every benchmark that trains on the synthetic survey takes: its size,
+    the optimisation, the network width, a store to reuse and where the results go."""
+    parser.add_argument("--n", type=int, default=12000)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=32,
+                        help="channels of the first ResNet-18 stage (64: the standard network)")
+    parser.add_argument("--store", default=None, help="reuse (or create) the store here")
+    parser.add_argument("--out", default=None, help="raw results (default docs/results/)")
+
+
+def synthetic_survey(args: Any, tmp: str) -> Any:
+    """The benchmarks' synthetic survey (seed 2024, ``args.n`` galaxies of ``args.size``
+    pixels) at ``args.store``, created there if absent, else in ``tmp``."""
+    from surveyproc.store import open_store
+    from surveyproc.store.synth import SynthConfig, synthesize
+
+    url = args.store or str(Path(tmp) / "survey.zarr")
+    if not Path(url).exists():
+        synthesize(url, SynthConfig(n=args.n, size=args.size, seed=2024))
+    return open_store(url)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

@@ -22,11 +22,10 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import describe, publish
+from benchlib import describe, publish, synthetic_survey, training_arguments
 
 from surveyproc.kinds.tasks import RegressionTask
 from surveyproc.models import (
@@ -37,8 +36,6 @@ from surveyproc.models import (
     TargetInfo,
     resolve_targets,
 )
-from surveyproc.store import open_store
-from surveyproc.store.synth import SynthConfig, synthesize
 from surveyproc.train import (
     StoreBatches,
     TrainConfig,
@@ -123,18 +120,10 @@ def run_family(store, family: str, seeds: list[int], ks: list[int], config: Trai
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=12000)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--width", type=int, default=32,
-                        help="channels of the first ResNet-18 stage (64: the standard network)")
+    training_arguments(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ks", default="2,4,8")
     parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--store", default=None, help="reuse (or create) the store here")
-    parser.add_argument("--out", default=None, help="raw results (default docs/results/)")
     args = parser.parse_args()
     os.environ.setdefault("SURVEYPROC_PROGRESS", "0")
     ks = [int(k) for k in args.ks.split(",")]
@@ -142,10 +131,7 @@ def main() -> None:
                          patience=args.epochs, augment=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.store or str(Path(tmp) / "survey.zarr")
-        if not Path(url).exists():
-            synthesize(url, SynthConfig(n=args.n, size=args.size, seed=2024))
-        store = open_store(url)
+        store = synthetic_survey(args, tmp)
         report = {family: run_family(store, family, list(range(args.seeds)), ks, config,
                                      args.width)
                   for family in args.families.split(",")}

@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import describe, publish
+from benchlib import describe, publish, synthetic_survey, training_arguments
 
 from surveyproc.catalog.pdf import covered, pit_values
 from surveyproc.jobs import TrainSection
 from surveyproc.kinds import build_network, get_kind
 from surveyproc.models import load_checkpoint, resolve_targets
-from surveyproc.store import open_store
-from surveyproc.store.synth import SynthConfig, synthesize
 from surveyproc.train import StoreBatches, train_model
 
 PHYSICAL = ["log_mstar", "log_sfr", "redshift", "metallicity", "log_mbh"]
@@ -57,24 +55,31 @@ def _pit_ks(pit: np.ndarray) -> float:
     return float(max(np.max(np.arange(1, n + 1) / n - pit), np.max(pit - np.arange(n) / n)))
 
 
-def score_vae_flow(store, url: str, batch_size: int) -> dict:
+def _infer_test_split(store, url: str, batch_size: int):
+    """A checkpoint's kind's catalog columns over the test split: (checkpoint, columns,
+    outputs by column, truths, seconds inside the kind's inference)."""
     checkpoint = load_checkpoint(url)
-    kind = get_kind("vae_flow")
-    columns = kind.columns("vaenf", checkpoint)
+    kind = get_kind(checkpoint.kind)
+    columns = kind.columns(checkpoint.kind, checkpoint)
     model = build_network(checkpoint)
     outputs: dict[str, list[np.ndarray]] = {}
-    truths, seconds, galaxies = [], 0.0, 0
+    truths, seconds = [], 0.0
     with torch.inference_mode():
         for x, y, _ in _test_batches(store, checkpoint, batch_size).epoch():
             started = time.perf_counter()
             out = kind.infer(model, x, columns, checkpoint)
             seconds += time.perf_counter() - started
-            galaxies += len(y)
             truths.append(y.numpy())
             for name, values in out.items():
                 outputs.setdefault(name, []).append(values)
-    truth = np.concatenate(truths)
-    columns_out = {k: np.concatenate(v) for k, v in outputs.items()}
+    return (checkpoint, columns, {k: np.concatenate(v) for k, v in outputs.items()},
+            np.concatenate(truths), seconds)
+
+
+def score_vae_flow(store, url: str, batch_size: int) -> dict:
+    checkpoint, columns, columns_out, truth, seconds = _infer_test_split(store, url,
+                                                                         batch_size)
+    galaxies = len(truth)
     grids = columns.pdf_grids
     per_target = {}
     for j, target in enumerate(columns.targets):
@@ -106,39 +111,22 @@ def score_vae_flow(store, url: str, batch_size: int) -> dict:
 
 
 def score_dense(store, url: str, batch_size: int) -> dict:
-    checkpoint = load_checkpoint(url)
-    model = build_network(checkpoint)
-    kind = get_kind("dense_cnn")
-    columns = kind.columns("dense", checkpoint)
-    predictions, truths = [], []
-    with torch.inference_mode():
-        for x, y, _ in _test_batches(store, checkpoint, batch_size).epoch():
-            out = kind.infer(model, x, columns, checkpoint)
-            predictions.append(np.stack([out[f"{t}_mean"] for t in columns.targets], axis=1))
-            truths.append(y.numpy())
-    prediction, truth = np.concatenate(predictions), np.concatenate(truths)
+    _, columns, out, truth, _ = _infer_test_split(store, url, batch_size)
     rmse = {}
     for j, target in enumerate(columns.targets):
         known = np.isfinite(truth[:, j])
-        rmse[target] = float(np.sqrt(np.mean((prediction[known, j] - truth[known, j]) ** 2)))
+        rmse[target] = float(np.sqrt(np.mean((out[f"{target}_mean"][known]
+                                              - truth[known, j]) ** 2)))
     return {"rmse": rmse}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=12000)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--width", type=int, default=32,
-                        help="channels of the first ResNet-18 stage (64: the standard network)")
+    training_arguments(parser)
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of galaxies (by id hash) scored; validation takes 10 %%")
     parser.add_argument("--samples", type=int, default=256, help="posterior draws per galaxy")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--store", default=None, help="reuse (or create) the store here")
-    parser.add_argument("--out", default=None, help="raw results (default docs/results/)")
     args = parser.parse_args()
     os.environ.setdefault("SURVEYPROC_PROGRESS", "0")
     targets = PHYSICAL + LINES
@@ -147,10 +135,7 @@ def main() -> None:
                          test_fraction=args.test_fraction)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.store or str(Path(tmp) / "survey.zarr")
-        if not Path(url).exists():
-            synthesize(url, SynthConfig(n=args.n, size=args.size, seed=2024))
-        store = open_store(url)
+        store = synthetic_survey(args, tmp)
         sections = {
             "vae_flow": get_kind("vae_flow").settings(
                 name="vaenf", kind="vae_flow", targets=targets, width=args.width,

@@ -202,10 +202,10 @@ class VAEFlowTask:
     def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         """(batch, targets, 5) posterior median, 16 %, 84 %, 2.5 %, 97.5 % quantiles of each
         target's marginal (the catalog's PDFs)."""
-        core = cast(VAEFlow, getattr(model, "module", model))
-        mu = core(x).mu
+        network = cast(VAEFlow, model)  # evaluate() passes the unwrapped model
+        mu = network(x).mu
         base = quasi_normal(_TRAINING_DRAWS, len(self.targets), self.seed).to(mu.device)
-        draws = core.sample_marginals(mu, base).float().cpu() * self._std + self._mean
+        draws = network.sample_marginals(mu, base).cpu() * self._std + self._mean
         q = torch.quantile(draws, torch.tensor(_QUANTILES), dim=0)  # (5, batch, targets)
         return q.permute(1, 2, 0).numpy()
 
@@ -255,12 +255,11 @@ class VAEFlowKind(ModelKind):
         (exact CDFs of the flow at the truths) define the map the catalog PDFs go through."""
         assert isinstance(model, VAEFlow)
         model.eval()
-        mean = torch.tensor([t.mean for t in data.targets])
-        std = torch.tensor([t.std for t in data.targets])
+        standardise = VAEFlowTask(data.targets).standardise
         pits: list[list[torch.Tensor]] = [[] for _ in data.targets]
         for x, y, _ in data.batches("val"):
             mu = model(x).mu
-            z = (y.float() - mean) / std
+            z = standardise(y.float())
             for j in range(len(data.targets)):
                 known = torch.isfinite(z[:, j])
                 if known.any():
@@ -290,18 +289,17 @@ class VAEFlowKind(ModelKind):
         assert isinstance(module, VAEFlow) and columns.grids is not None
         config = checkpoint.config
         mu = module(x).mu
-        base = quasi_normal(int(config["samples"]), module.n_targets, int(config["seed"]))
-        draws = module.sample(mu, base.to(mu.device))  # standardised
         out: dict[str, np.ndarray] = {}
         for j, (info, grid) in enumerate(zip(checkpoint.targets, columns.grids, strict=True)):
             edges = (torch.from_numpy(grid.edges()) - info.mean) / info.std
             pdf = module.marginal_pdf(j, mu, edges.to(mu.device))
             out.update(density_outputs((pdf / info.std).cpu().numpy(), info.name, grid))
         correlation = columns.extra.get("correlation")
-        if correlation is not None:
-            index = [columns.targets.index(t) for t in correlation["targets"]]
-            out[correlation["column"]] = posterior_correlations(
-                draws[..., index].float()).cpu().numpy().astype(np.float32)
+        if correlation is not None:  # joint draws of the physical parameters (flow 0) only
+            base = quasi_normal(int(config["samples"]), module.n_targets, int(config["seed"]))
+            draws = module.sample_flow(0, mu, base.to(mu.device))
+            out[correlation["column"]] = posterior_correlations(draws).cpu().numpy().astype(
+                np.float32)
         return out
 
     def aggregator(self, columns: ModelColumns) -> CorrelationAggregator | None:

@@ -87,6 +87,11 @@ class ConditionalChain(nn.Module):
             for i in range(n))
 
     @staticmethod
+    def _base_column(base: torch.Tensor, i: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        """Column ``i`` of the (samples, n) base draws, the same for every row of a batch."""
+        return base[:, i].to(dtype).view(-1, 1, 1).expand(base.shape[0], batch, 1)
+
+    @staticmethod
     def _context(context: torch.Tensor, values: torch.Tensor, known: torch.Tensor,
                  i: int) -> torch.Tensor:
         if i == 0:
@@ -124,7 +129,7 @@ class ConditionalChain(nn.Module):
         for i, flow in enumerate(self.flows):
             # the first conditional is the same for every sample: its spline is built once
             distribution = flow(context if i == 0 else self._context(expanded, values, flags, i))
-            u = base[:, i].to(context.dtype).view(n_samples, 1, 1).expand(n_samples, batch, 1)
+            u = self._base_column(base, i, batch, context.dtype)
             values = torch.cat([values, distribution.transform.inv(u)], dim=-1)
         return values
 
@@ -134,9 +139,8 @@ class ConditionalChain(nn.Module):
 
     def sample_marginals(self, context: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """(samples, batch, n) draws of each target from its own marginal (not jointly)."""
-        n_samples, batch = base.shape[0], context.shape[0]
         out = [self._marginal(i, context).transform.inv(
-                   base[:, i].to(context.dtype).view(n_samples, 1, 1).expand(n_samples, batch, 1))
+                   self._base_column(base, i, len(context), context.dtype))
                for i in range(self.n)]
         return torch.cat(out, dim=-1)
 
@@ -261,30 +265,36 @@ class VAEFlow(nn.Module):
         return VAEFlowOutput(mu, logvar, reconstruction, reference, log_prob)
 
     @_float32
-    def sample(self, mu: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """(samples, batch, targets) standardised joint posterior draws given latent means
-        ``mu``; ``base`` is (samples, targets) standard-normal draws (:func:`quasi_normal`)."""
-        return self._draw(mu, base, marginal=False)
+    def sample_flow(self, k: int, mu: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """(samples, batch, len(flow_groups[k])) standardised joint posterior draws of flow
+        ``k``'s targets (in the group's order) given latent means ``mu``; ``base`` is
+        (samples, targets) standard-normal draws (:func:`quasi_normal`), of which the flow
+        reads the columns of its own targets' places in the group order."""
+        start = sum(len(g) for g in self.flow_groups[:k])
+        group, flow = self._groups()[k]
+        return flow.sample(mu, base[:, start:start + len(group)])
 
     @_float32
     def sample_marginals(self, mu: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """(samples, batch, targets) standardised draws of each target from its marginal
-        posterior (what the catalog's per-target PDFs describe)."""
-        return self._draw(mu, base, marginal=True)
-
-    def _draw(self, mu: torch.Tensor, base: torch.Tensor, *, marginal: bool) -> torch.Tensor:
-        if marginal:  # draw from the recalibrated marginals: u -> G^-1(Phi(u)) -> base
-            base = torch.stack([torch.special.ndtri(_interp(
-                torch.special.ndtr(base[:, j].double()), self.recalibration[j].double(),
-                self.knots.double()).clamp(1e-7, 1 - 1e-7)).float()
-                for j in range(self.n_targets)], dim=1) if self.n_targets else base
+        """(samples, batch, targets) standardised draws of each target from its recalibrated
+        marginal posterior (what the catalog's per-target PDFs describe)."""
+        base = self._recalibrated(base)
         out = mu.new_empty(base.shape[0], len(mu), self.n_targets)
         start = 0
         for group, flow in self._groups():
-            draw = flow.sample_marginals if marginal else flow.sample
-            out[..., group] = draw(mu.float(), base[:, start:start + len(group)])
+            out[..., group] = flow.sample_marginals(mu, base[:, start:start + len(group)])
             start += len(group)
         return out
+
+    def _recalibrated(self, base: torch.Tensor) -> torch.Tensor:
+        """Base draws u -> Phi^-1(G^-1(Phi(u))) per target: the marginal's draws then follow
+        the recalibrated CDF G(F)."""
+        columns = []
+        for j in range(self.n_targets):
+            p = torch.special.ndtr(base[:, j].double())
+            q = _interp(p, self.recalibration[j].double(), self.knots.double())
+            columns.append(torch.special.ndtri(q.clamp(1e-7, 1 - 1e-7)).float())
+        return torch.stack(columns, dim=1)
 
     def _flow_of(self, target: int) -> tuple[ConditionalChain, int]:
         for group, flow in self._groups():
@@ -299,7 +309,7 @@ class VAEFlow(nn.Module):
         averaged over each bin between ``edges`` (standardised units): the CDF at the
         edges, mapped through the target's recalibration, differenced."""
         flow, i = self._flow_of(target)
-        cdf = flow.marginal_cdf(i, mu.float(), edges.view(-1, 1, 1))
+        cdf = flow.marginal_cdf(i, mu, edges.view(-1, 1, 1))
         calibrated = _interp(cdf, self.knots, self.recalibration[target])
         return calibrated.diff(dim=1) / edges.diff().to(cdf.dtype)
 
@@ -307,20 +317,17 @@ class VAEFlow(nn.Module):
     def marginal_pit(self, target: int, mu: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """(batch,) CDF of each row's uncalibrated marginal at its own value (standardised)."""
         flow, i = self._flow_of(target)
-        return flow.marginal_cdf(i, mu.float(), values.view(-1, 1))
+        return flow.marginal_cdf(i, mu, values.view(-1, 1))
 
-    def fit_recalibration(self, pits: list[torch.Tensor]) -> list[int]:
+    def fit_recalibration(self, pits: list[torch.Tensor]) -> None:
         """Set each target's map G to the empirical CDF of its validation PIT values (mixed
         with 2 % identity, so it is strictly increasing), making the marginals calibrated
         on that split (Kuleshov et al. 2018); a target with fewer than
-        ``MIN_RECALIBRATION`` values keeps the identity.  Returns the counts used."""
-        counts = []
+        ``MIN_RECALIBRATION`` values keeps the identity."""
         for j, pit in enumerate(pits):
-            counts.append(len(pit))
             if len(pit) < MIN_RECALIBRATION:
                 continue
             ecdf = (pit.double()[None, :] <= self.knots.double()[:, None]).double().mean(dim=1)
             mixed = (1 - _IDENTITY_SHARE) * ecdf + _IDENTITY_SHARE * self.knots.double()
             mixed[0], mixed[-1] = 0.0, 1.0
             self.recalibration[j] = mixed.to(self.recalibration.dtype)
-        return counts

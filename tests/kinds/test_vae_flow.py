@@ -29,9 +29,9 @@ models:
 
 
 @pytest.mark.slow
-def test_vae_flow_runs_through_train_infer_and_aggregate(tmp_path, ray_session, capsys):
+def test_vae_flow_runs_through_train_infer_and_aggregate(tmp_path, ray_session, dask_session,
+                                                         capsys):
     import zarr
-    from distributed import LocalCluster
 
     from surveyproc.catalog import catalog_schema, read_catalog
     from surveyproc.cli import main
@@ -44,10 +44,8 @@ def test_vae_flow_runs_through_train_infer_and_aggregate(tmp_path, ray_session, 
     values = mbh[:]
     values[np.arange(len(values)) % 4 != 0] = np.nan  # black-hole masses for a quarter
     mbh[:] = values
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        job = tmp_path / "job.yaml"
-        job.write_text(f"""
+    job = tmp_path / "job.yaml"  # no dask address: the session's Dask client is used
+    job.write_text(f"""
 name: vaenf
 store: {{url: {url}}}
 output: {{dir: {tmp_path / 'out'}}}
@@ -62,11 +60,10 @@ models:
 train: {{epochs: 2, batch_size: 64, val_fraction: 0.2}}
 resources: {{actors: 1, cpus_per_actor: 0.5, batch_size: 64}}
 infer: {{objects_per_shard: 200}}
-dask: {{address: {cluster.scheduler_address}}}
 metrics: {{enabled: false}}
 """)
-        for command in ("train", "infer", "aggregate"):
-            assert main([command, str(job)]) == 0, capsys.readouterr().err
+    for command in ("train", "infer", "aggregate"):
+        assert main([command, str(job)]) == 0, capsys.readouterr().err
 
     checkpoint = load_checkpoint(str(tmp_path / "out/checkpoints/posterior.pt"))
     assert checkpoint.config["flow_groups"] == [[0, 1, 2], [3]]
