@@ -20,7 +20,8 @@ from pathlib import Path
 from benchlib import RESULTS, ROOT
 
 #: Sections in the order they appear (each a module of this directory with ``render``).
-BENCHMARKS = ["store_read", "synth", "sfnet_vs_pca", "vaenf_calibration", "aggregate",
+BENCHMARKS = ["store_read", "synth", "sfnet_vs_pca", "vaenf_calibration", "causal_recovery",
+              "aggregate",
               "infer_throughput", "infer_profile", "train_scaling", "scale", "soak"]
 DOCUMENT = ROOT / "docs" / "results.md"
 HEADER = """# Measured results

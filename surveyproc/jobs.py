@@ -226,11 +226,24 @@ class TargetSettings(_Section):
         return sorted(values, reverse=True)
 
 
+class CausalSection(_Section):
+    """Causal discovery over the store's catalog-level variables, in the report."""
+
+    enabled: bool = Field(False, description="Add the causal-discovery section.")
+    rows: int = Field(5000, ge=100, description="Objects sampled from the store.")
+    resamples: int = Field(20, ge=0, description="Bootstrap resamples (Dask tasks) for each "
+                           "edge's confidence.")
+    alpha: float = Field(0.01, gt=0, lt=1, description="Level of the Fisher-z tests.")
+    labels: list[str] | None = Field(None, description="Labels used (default: all but line "
+                                     "fluxes and classes), beside magnitude and colours.")
+
+
 class AggregateSection(_Section):
     """The statistics and report over the catalog."""
 
     allow_partial: bool = Field(False, description="Aggregate an unfinished catalog (its "
                                 "committed shards); the report says it is partial.")
+    causal: CausalSection = Field(default_factory=CausalSection)
 
 
 class MetricsSection(_Section):

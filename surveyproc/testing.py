@@ -73,7 +73,7 @@ def seeded_checkpoint(store: SurveyStore, kind: str, targets: list[str], *, seed
     entry = get_kind(kind)
     section = entry.settings.model_validate({"name": kind, "kind": kind, "targets": targets,
                                              "width": width, **settings})
-    full = entry.network_config(section, len(store.bands))
+    full = entry.network_config(section, store.bands)
     model = entry.build(full)
     infos = []
     for name in targets:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 from ..catalog.schema import ModelColumns
+from ..errors import InvalidParameterError
 from ..flags import Flag
 from ..kinds import ModelKind, build_network, get_kind
 from ..models.checkpoint import Checkpoint
 from ..models.preprocess import Normalization
+from ..models.targets import TargetSpec, resolve_targets, values_from_labels
 
 __all__ = ["Estimator", "LoadedModel", "blank_rows", "merge_flags", "model_columns",
            "pixel_checks"]
@@ -127,7 +129,7 @@ class Estimator:
     """Apply ``models`` to batches of raw cutouts on ``device``."""
 
     def __init__(self, checkpoints: list[tuple[ModelColumns, Checkpoint]],
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", store_labels: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.models = []
@@ -139,6 +141,27 @@ class Estimator:
                                            get_kind(checkpoint.kind)))
         self._norms: dict[tuple[float, ...], Normalization] = {
             m.checkpoint.normalization.scale: m.checkpoint.normalization for m in self.models}
+        #: Per model that needs its targets' truths: their specs (None: not in the store).
+        self._truths = {id(m): _truth_specs(m.checkpoint, store_labels)
+                        for m in self.models if m.kind.needs_truth}
+
+    @property
+    def truth_labels(self) -> list[str]:
+        """The store labels :meth:`run` needs in ``labels`` (the truths some kind reads)."""
+        names = {n for specs in self._truths.values() for s in specs if s is not None
+                 for n in (s.label, s.error_label) if n}
+        return sorted(names)
+
+    def _truth(self, model: LoadedModel, labels: Mapping[str, np.ndarray] | None,
+               n: int) -> np.ndarray | None:
+        specs = self._truths.get(id(model))
+        if specs is None:
+            return None
+        out = np.full((n, len(specs)), np.nan, dtype=np.float32)
+        for j, spec in enumerate(specs):
+            if spec is not None and labels is not None and spec.label in labels:
+                out[:, j] = values_from_labels(labels, n, [spec])[:, 0]
+        return out
 
     def warm_up(self, bands: int, height: int, width: int, n: int = 16) -> None:
         """Run a small batch of zeros once, so that one-time costs (oneDNN primitives,
@@ -156,8 +179,10 @@ class Estimator:
 
     @torch.inference_mode()
     def run(self, inputs: dict[tuple[float, ...], torch.Tensor],
-            forward_seconds: list[float] | None = None) -> dict[str, np.ndarray]:
-        """Every model's columns for :meth:`prepare`'s ``inputs``; with ``forward_seconds``
+            forward_seconds: list[float] | None = None,
+            labels: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Every model's columns for :meth:`prepare`'s ``inputs`` (``labels``: the batch's
+        :attr:`truth_labels` columns, for kinds that need truths); with ``forward_seconds``
         given, the time inside the networks' forward passes is appended to it (the rest is
         moving inputs and the kinds' output handling; on a GPU the passes are asynchronous,
         so the wait for them falls in the output handling)."""
@@ -171,8 +196,22 @@ class Estimator:
             timing = (contextlib.nullcontext() if forward_seconds is None
                       else _timing_forward(model.module, forward_seconds))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda), timing:
-                out.update(model.kind.infer(model.module, x, model.columns, model.checkpoint))
+                truth = self._truth(model, labels, len(x))
+                out.update(model.kind.infer(model.module, x, model.columns, model.checkpoint,
+                                            truth))
         return out
+
+
+def _truth_specs(checkpoint: Checkpoint, store_labels: Sequence[str]
+                 ) -> list[TargetSpec | None]:
+    """Each target's spec against the store's labels, None for a target it has no label of."""
+    specs: list[TargetSpec | None] = []
+    for info in checkpoint.targets:
+        try:
+            specs.extend(resolve_targets([info.name], list(store_labels)))
+        except InvalidParameterError:
+            specs.append(None)
+    return specs
 
 
 @contextlib.contextmanager

@@ -169,7 +169,7 @@ class ShardProcessor:
         by_name = {m.name: m for m in self.schema.models}
         loaded = [(by_name[name], Checkpoint.from_bytes(data, name))
                   for name, data in checkpoints]
-        self.estimator = Estimator(loaded, device)
+        self.estimator = Estimator(loaded, device, self.store.label_names)
         domains: dict[str, TrainingDomain] = {}  # models trained on one sample: check once
         for _, checkpoint in loaded:
             domain = checkpoint.training_domain
@@ -185,6 +185,7 @@ class ShardProcessor:
         self.prefetch = prefetch
         self.live = live_targets(self.schema, self.store.label_names)
         self.live_labels = label_names(self.live)
+        self.read_labels = sorted({*self.live_labels, *self.estimator.truth_labels})
         self._readers = (ThreadPoolExecutor(max_workers=prefetch,
                                             thread_name_prefix="surveyproc-read")
                          if prefetch > 0 else None)
@@ -204,7 +205,7 @@ class ShardProcessor:
 
     def _read_unit(self, start: int, stop: int) -> _Unit:
         t0 = time.perf_counter()
-        batch = self.store.read(start, stop, labels=self.live_labels, photometry=False,
+        batch = self.store.read(start, stop, labels=self.read_labels, photometry=False,
                                 quarantine=True)
         t1 = time.perf_counter()
         images = batch.images
@@ -307,8 +308,10 @@ class ShardProcessor:
             for a in range(0, len(unit.batch), self.batch_size):
                 t0 = time.perf_counter()
                 before = len(forward)
-                batch = {scale: x[a:a + self.batch_size] for scale, x in unit.inputs.items()}
-                for name, values in self.estimator.run(batch, forward).items():
+                rows = slice(a, a + self.batch_size)
+                batch = {scale: x[rows] for scale, x in unit.inputs.items()}
+                labels = {name: values[rows] for name, values in unit.batch.labels.items()}
+                for name, values in self.estimator.run(batch, forward, labels).items():
                     estimates.setdefault(name, []).append(values)
                 t1 = time.perf_counter()
                 in_forward = sum(forward[before:])

@@ -21,7 +21,7 @@ model builders keep one family in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -37,8 +37,8 @@ from ..models.checkpoint import Checkpoint, TargetInfo
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KindAggregator", "ModelKind", "ModelSettings", "ReportContext", "Task",
-           "TrainingData"]
+__all__ = ["MAGNITUDE_LABEL", "KindAggregator", "ModelKind", "ModelSettings", "ReportContext",
+           "Task", "TrainingData"]
 
 
 def _path_component(name: str, what: str) -> str:
@@ -82,12 +82,19 @@ class TrainingData:
 
     ``batches(split)`` yields ``(x, y, object_id)`` with normalised pixels and
     targets in their units; ``label(name, object_ids)`` reads a store label
-    for those objects (NaN where the store has none).
+    for those objects (NaN where the store has none); ``config`` is the checkpoint's
+    network config.
     """
 
     targets: list[TargetInfo]
     batches: Callable[[str], Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]]]
     label: Callable[[str, np.ndarray], np.ndarray | None]
+    config: Mapping[str, Any] = field(default_factory=dict)  # the network config
+
+
+#: Key of the magnitude (AB, in the store's reference photometry band) in the labels a
+#: kind aggregator's ``partial`` gets, where the store has photometry.
+MAGNITUDE_LABEL = "@magnitude"
 
 
 class KindAggregator(Protocol):
@@ -96,7 +103,9 @@ class KindAggregator(Protocol):
     ``partial`` reduces some rows to a dict of NumPy arrays that add
     element-wise (counts, sums, histograms): partials are summed in a tree on
     the Dask workers, so they must be plain arrays; ``finish`` turns the
-    total into whatever the kind's report section shows.
+    total into whatever the kind's report section shows.  ``labels`` holds the store's
+    label columns, each catalog target's truth under its name and, where the store has
+    photometry, the magnitude under :data:`MAGNITUDE_LABEL`.
     """
 
     columns: list[str]
@@ -133,15 +142,20 @@ class ModelKind:
     name: ClassVar[str]
     description: ClassVar[str]
     settings: ClassVar[type[ModelSettings]] = ModelSettings
+    #: Whether :meth:`infer` needs the store's true values of the targets (a kind whose
+    #: columns measure something against the truth, e.g. information terms); inference
+    #: then reads those labels with the pixels.
+    needs_truth: ClassVar[bool] = False
 
     # -- building and training ----------------------------------------------------------
 
-    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
+    def network_config(self, settings: ModelSettings, bands: Sequence[str]) -> dict[str, Any]:
         """The plain (JSON) config stored in the checkpoint, from which :meth:`build` makes
-        the network: the input bands, the number of targets and every setting of the kind
-        beyond name, kind and targets (override when some settings are not the network's)."""
+        the network: the number of input bands (the store's ``bands``, in order), the number
+        of targets and every setting of the kind beyond name, kind and targets (override
+        when some settings are not the network's, or name bands)."""
         own = settings.model_dump(mode="json", exclude={"name", "kind", "targets"})
-        return {"in_bands": in_bands, "n_targets": len(settings.targets), **own}
+        return {"in_bands": len(bands), "n_targets": len(settings.targets), **own}
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         raise NotImplementedError
@@ -164,8 +178,12 @@ class ModelKind:
         raise NotImplementedError
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
-              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
-        """Catalog columns (1-D, or 2-D for list columns) for a batch of normalised pixels."""
+              checkpoint: Checkpoint, truth: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
+        """Catalog columns (1-D, or 2-D for list columns) for a batch of normalised pixels.
+
+        A kind with :attr:`needs_truth` gets ``truth``: the (batch, targets) true values of
+        its targets where the store has them, NaN elsewhere; other kinds get None."""
         raise NotImplementedError
 
     # -- statistics and report --------------------------------------------------------------

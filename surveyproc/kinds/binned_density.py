@@ -53,7 +53,8 @@ class BinnedDensityKind(ModelKind):
         return density_columns(name, checkpoint, Grid(**checkpoint.config["grid"]))
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
-              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+              checkpoint: Checkpoint, truth: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
         assert columns.grid is not None
         logits = module(x).logits.float()
         pdf = (torch.softmax(logits, dim=1) / columns.grid.width).cpu().numpy()

@@ -7,6 +7,7 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,14 @@ import numpy as np
 from ..catalog.columns import STATS, pdf_column, stat_column
 from ..catalog.pdf import GAUSSIAN_Q16, summarize_pdfs
 from ..catalog.schema import ModelColumns
-from ..models.checkpoint import Checkpoint
+from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 
-__all__ = ["density_columns", "density_outputs", "point_columns", "point_outputs"]
+__all__ = ["density_columns", "density_outputs", "point_columns", "point_outputs",
+           "target_grid"]
+
+#: A target's default PDF grid spans this many training standard deviations either side.
+GRID_HALF_WIDTH = 5.0
 
 
 def point_columns(name: str, checkpoint: Checkpoint, **extra: Any) -> ModelColumns:
@@ -61,3 +66,14 @@ def density_outputs(pdf: np.ndarray, target: str, grid: Grid) -> dict[str, np.nd
     out = {stat_column(target, s): v.astype(np.float32) for s, v in values.items()}
     out[pdf_column(target)] = pdf.astype(np.float32)
     return out
+
+
+def target_grid(config: Mapping[str, Any], info: TargetInfo) -> Grid:
+    """A target's PDF grid for a kind with per-target grids: the job's (``grids`` in the
+    config), else the training mean +- :data:`GRID_HALF_WIDTH` standard deviations in
+    ``pdf_bins`` bins."""
+    given = config.get("grids", {}).get(info.name)
+    if given is not None:
+        return Grid(**given)
+    half = GRID_HALF_WIDTH * info.std
+    return Grid(low=info.mean - half, high=info.mean + half, n_bins=int(config["pdf_bins"]))

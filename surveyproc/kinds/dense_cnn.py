@@ -37,6 +37,7 @@ class DenseCNNKind(ModelKind):
         return point_columns(name, checkpoint)
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
-              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+              checkpoint: Checkpoint, truth: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
         prediction = module(x).prediction.float().cpu().numpy()
         return point_outputs(prediction, checkpoint, columns)

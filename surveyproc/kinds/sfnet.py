@@ -78,7 +78,8 @@ class SFNetKind(ModelKind):
                              n_features=ResNet18.features_for(config.get("width", 64)))
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
-              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+              checkpoint: Checkpoint, truth: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
         result = module(x)
         out = point_outputs(result.prediction.float().cpu().numpy(), checkpoint, columns)
         out[columns.act_idx] = result.act_idx.cpu().numpy().astype(np.int16)

@@ -28,7 +28,7 @@ from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 from ..models.vae_flow import VAEFlow, quasi_normal
 from .base import ModelKind, ModelSettings, ReportContext, TrainingData
-from .columns import density_outputs
+from .columns import density_outputs, target_grid
 from .registry import register_kind
 
 __all__ = ["VAEFlowKind", "VAEFlowSettings", "VAEFlowTask", "flow_groups",
@@ -38,8 +38,6 @@ __all__ = ["VAEFlowKind", "VAEFlowSettings", "VAEFlowTask", "flow_groups",
 _QUANTILES = (0.5, 0.16, 0.84, 0.025, 0.975)
 #: Posterior draws behind the validation metrics during training (cheap, quasi-random).
 _TRAINING_DRAWS = 64
-#: A target's default PDF grid spans this many training standard deviations either side.
-_GRID_HALF_WIDTH = 5.0
 
 
 def is_line_flux(target: str) -> bool:
@@ -88,15 +86,6 @@ class VAEFlowSettings(ModelSettings):
             msg = f"grids given for {', '.join(unknown)}, which are not targets of {self.name}"
             raise ValueError(msg)
         return self
-
-
-def target_grid(config: Mapping[str, Any], info: TargetInfo) -> Grid:
-    """A target's PDF grid: the job's, else the training mean +- 5 standard deviations."""
-    given = config.get("grids", {}).get(info.name)
-    if given is not None:
-        return Grid(**given)
-    half = _GRID_HALF_WIDTH * info.std
-    return Grid(low=info.mean - half, high=info.mean + half, n_bins=int(config["pdf_bins"]))
 
 
 def posterior_correlations(samples: torch.Tensor) -> torch.Tensor:
@@ -234,8 +223,8 @@ class VAEFlowKind(ModelKind):
                   "posteriors"
     settings = VAEFlowSettings
 
-    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
-        config = super().network_config(settings, in_bands)
+    def network_config(self, settings: ModelSettings, bands: Sequence[str]) -> dict[str, Any]:
+        config = super().network_config(settings, bands)
         config["flow_groups"] = flow_groups(settings.targets)
         return config
 
@@ -285,7 +274,8 @@ class VAEFlowKind(ModelKind):
                             extra_columns=extra_columns, extra=extra)
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
-              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+              checkpoint: Checkpoint, truth: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
         assert isinstance(module, VAEFlow) and columns.grids is not None
         config = checkpoint.config
         mu = module(x).mu

@@ -31,6 +31,7 @@ from ..flags import Flag
 from ..flags import count as count_flags
 from ..jobs import TargetSettings
 from ..kinds import KindAggregator, get_kind, load_plugins
+from ..kinds.base import MAGNITUDE_LABEL
 from ..models.grid import Grid
 from ..models.targets import resolve_targets, values_from_labels
 from ..redact import redact
@@ -294,7 +295,9 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
             thresholds=tuple(settings.outliers), pdf=pdf, grid=grid,
             joint_range=spec.ranges[target])
     for name, aggregator in aggregators.items():
-        result.kinds[name] = aggregator.partial(frame, {**label_columns, **truth})
+        result.kinds[name] = aggregator.partial(
+            frame, {**label_columns, **truth, **({MAGNITUDE_LABEL: mag} if mag is not None
+                                                 else {})})
     return result
 
 
@@ -322,6 +325,7 @@ class Aggregates:
     kinds: dict[str, Any] = field(default_factory=dict)  # kind aggregators' results by model
     parts: CommittedParts | None = None  # which shards were read
     flags: dict[str, int] = field(default_factory=dict)  # objects per quality flag set
+    causal: dict[str, Any] | None = None  # the causal graph (CausalGraph.to_dict), if asked
 
 
 def aggregate_catalog(catalog_url: str, store: SurveyStore,

@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter
 
-__all__ = ["bpt_figure", "calibration_figure", "correlation_figure", "estimate_figure",
+__all__ = ["bpt_figure", "calibration_figure", "causal_figure", "correlation_figure",
+           "estimate_figure",
            "explained_figure", "frequency_figure", "kauffmann03", "kewley01",
            "montage_figure", "pit_figure"]
 
@@ -213,4 +214,31 @@ def calibration_figure(table: pd.DataFrame, target: str, out: Path, name: str) -
                     ax.legend(fontsize=7)
         axes[-1][col].set_xlabel(quantity)
     fig.suptitle(f"{target} by bin (red rings: off calibration)", fontsize=10)
+    return _save(fig, out, name)
+
+
+def causal_figure(graph: dict, out: Path, name: str) -> str:
+    """The causal graph on a circle: each edge's darkness and width its bootstrap
+    frequency, an arrow where PC oriented it, dashed where only resamples found it."""
+    names = graph["variables"]
+    angle = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
+    xy = {v: (np.cos(a), np.sin(a)) for v, a in zip(names, angle, strict=True)}
+    fig, ax = plt.subplots(figsize=(6.5, 6.5))
+    for edge in graph["edges"]:
+        freq = edge["bootstrap_frequency"] or 0.0
+        if not edge["in_graph"] and freq < 0.2:
+            continue
+        a, b = edge["direction"] or edge["pair"]
+        style = dict(color=plt.cm.Greys(0.3 + 0.7 * freq), lw=0.5 + 3 * freq,
+                     linestyle="-" if edge["in_graph"] else "--")
+        arrow = "-|>" if edge["direction"] else "-"
+        ax.annotate("", xy=xy[b], xytext=xy[a],
+                    arrowprops=dict(arrowstyle=arrow, shrinkA=14, shrinkB=14, **style))
+    for v, (x, y) in xy.items():
+        ax.text(x, y, v, ha="center", va="center", fontsize=8,
+                bbox=dict(boxstyle="round", fc="white", ec="tab:blue"))
+    ax.set_xlim(-1.3, 1.3)
+    ax.set_ylim(-1.3, 1.3)
+    ax.set_axis_off()
+    ax.set_title("PC graph; width and darkness: bootstrap frequency", fontsize=9)
     return _save(fig, out, name)

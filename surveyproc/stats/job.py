@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import CheckpointNotFoundError
 from ..fs import is_local, join, normalize, resolve
 from ..jobs import JobSpec
@@ -15,6 +17,7 @@ from ..models import Checkpoint, load_checkpoint
 from ..store import SurveyStore
 from .aggregate import aggregate_catalog, dask_client
 from .calibration import off_calibration
+from .causal import bootstrap_graphs, store_variables
 from .report import write_report
 
 __all__ = ["AggregateResult", "aggregate_job"]
@@ -47,6 +50,12 @@ def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
         aggregates = aggregate_catalog(catalog, store, job.output.storage_options,
                                        targets=job.targets, plugins=job.plugins,
                                        allow_partial=job.aggregate.allow_partial)
+        causal = job.aggregate.causal
+        if causal.enabled:
+            variables = store_variables(store, causal.rows, labels=causal.labels)
+            aggregates.causal = bootstrap_graphs(
+                np.column_stack(list(variables.values())), list(variables),
+                causal.resamples, causal.alpha).to_dict()
     checkpoints: dict[str, Checkpoint] = {}
     for model in job.models:
         try:

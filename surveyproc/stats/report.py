@@ -36,6 +36,7 @@ from .features import FeatureStatistics
 from .figures import (
     bpt_figure,
     calibration_figure,
+    causal_figure,
     correlation_figure,
     estimate_figure,
     explained_figure,
@@ -182,6 +183,8 @@ def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
                                   summary, stats))
     for target, table in aggregates.calibration.items():
         body.append(_calibration_section(target, table, aggregates, out_dir, summary))
+    if aggregates.causal is not None:
+        body.append(_causal_section(aggregates.causal, out_dir, summary))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     page = _PAGE.format(title=html.escape(title), rows=aggregates.rows,
                         catalog=html.escape(catalog_url), store=html.escape(store.url),
@@ -189,6 +192,23 @@ def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
     path = out_dir / "index.html"
     path.write_text(page)
     return path
+
+
+def _causal_section(graph: dict[str, Any], out: Path, summary: dict[str, Any]) -> str:
+    """The PC graph over the store's catalog-level variables, edges by bootstrap frequency."""
+    summary["causal"] = graph
+    edges = sorted(graph["edges"], key=lambda e: -(e["bootstrap_frequency"] or 0.0))
+    frame = pd.DataFrame([{"edge": (" -> ".join(e["direction"]) if e["direction"]
+                                    else " - ".join(e["pair"])),
+                           "in the PC graph": "yes" if e["in_graph"] else "no",
+                           "bootstrap frequency": e["bootstrap_frequency"]} for e in edges])
+    figure = causal_figure(graph, out, "causal_graph.png")
+    return ("<h2>Causal discovery</h2><p>PC (causal-learn, Fisher-z tests) over "
+            f"{', '.join(graph['variables'])}, on a random sample of the store; the frequency "
+            "is the share of bootstrap resamples (Dask tasks) whose graph has the edge. "
+            "Fisher-z assumes linear relations, and latent causes (unmeasured quantities) "
+            "make variables adjacent that no measured one separates.</p>"
+            + _img(figure, "causal graph") + _table(frame, 3))
 
 
 def _flags_section(aggregates: Aggregates, summary: dict[str, Any]) -> str:

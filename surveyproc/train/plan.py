@@ -194,7 +194,7 @@ class TrainingPlan:
         def batches(split: str) -> Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
             return self.stream(split, False).epoch()
 
-        return TrainingData(self.infos, batches, self._label)
+        return TrainingData(self.infos, batches, self._label, self.config)
 
     def _label(self, name: str, object_ids: np.ndarray) -> np.ndarray | None:
         if name not in self.store.label_names:
@@ -236,7 +236,7 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
              for s, m, d in zip(specs, mean, std, strict=True)]
     kind = get_kind(section.kind)
     plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization((1.0,)),
-                        kind.network_config(section, len(store.bands)), store.plan_shards(),
+                        kind.network_config(section, store.bands), store.plan_shards(),
                         fingerprint(section, train, store), list(plugins or []))
     sample = _input_sample(plan.stream("train", False))
     plan.normalization = Normalization.fit(sample)

@@ -45,6 +45,8 @@ def test_a_kinds_outputs_are_exactly_its_columns(store, kind):
     settings = {"k": 3} if kind in ("sfnet", "pca") else {}
     if kind == "binned_density":
         settings = {"grid": {"low": 0.0, "high": 0.4, "n_bins": 20}}
+    if kind == "mi_decomposition":
+        settings = {"inputs": ["images", "photometry"]}
     checkpoint = seeded_checkpoint(store, kind, ["redshift"], **settings)
     entry = get_kind(kind)
     columns = entry.columns("m", checkpoint)
@@ -53,7 +55,8 @@ def test_a_kinds_outputs_are_exactly_its_columns(store, kind):
     expected = {f.name for f in CatalogSchema([columns]).arrow()} - {
         "object_id", "ra", "dec", "flags", "run_id", "model_id"}
     x = checkpoint.normalization.apply(store.read(0, 8).images)
+    truth = np.linspace(0.0, 0.4, 8, dtype=np.float32)[:, None] if entry.needs_truth else None
     with torch.inference_mode():
-        out = entry.infer(build_network(checkpoint), x, columns, checkpoint)
+        out = entry.infer(build_network(checkpoint), x, columns, checkpoint, truth)
     assert set(out) == expected
     assert all(len(v) == 8 for v in out.values())

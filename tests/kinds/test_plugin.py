@@ -10,7 +10,7 @@ collecting the tests does not change the registry other tests see.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,9 +70,9 @@ class BrightnessKind(ModelKind):
     description = "mean pixel per band -> linear (a toy plug-in)"
     settings = BrightnessSettings
 
-    def network_config(self, settings: ModelSettings, in_bands: int) -> dict[str, Any]:
+    def network_config(self, settings: ModelSettings, bands: Sequence[str]) -> dict[str, Any]:
         assert isinstance(settings, BrightnessSettings)
-        return {"in_bands": in_bands, "n_targets": len(settings.targets),
+        return {"in_bands": len(bands), "n_targets": len(settings.targets),
                 "scale": settings.scale}
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
@@ -85,7 +85,8 @@ class BrightnessKind(ModelKind):
         return point_columns(name, checkpoint, extra_columns=((COLUMN, "float32"),))
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
-              checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+              checkpoint: Checkpoint, truth: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
         out = module(x)
         return {**point_outputs(out.prediction.float().cpu().numpy(), checkpoint, columns),
                 COLUMN: out.brightness.float().cpu().numpy()}
@@ -116,7 +117,7 @@ def test_a_plugin_kind_runs_through_train_infer_and_aggregate(tmp_path, ray_sess
 
     assert KIND not in registered_kinds()  # not until a job names this file
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         job = tmp_path / "job.yaml"
         job.write_text(f"""
 name: toy
