@@ -26,7 +26,7 @@ from ..flags import Flag
 from ..kinds import ModelKind, build_network, get_kind
 from ..models.checkpoint import Checkpoint
 from ..models.preprocess import Normalization
-from ..models.targets import TargetSpec, resolve_targets, values_from_labels
+from ..models.targets import TargetSpec, label_columns, resolve_targets, values_from_labels
 
 __all__ = ["Estimator", "LoadedModel", "blank_rows", "merge_flags", "model_columns",
            "pixel_checks"]
@@ -148,9 +148,7 @@ class Estimator:
     @property
     def truth_labels(self) -> list[str]:
         """The store labels :meth:`run` needs in ``labels`` (the truths some kind reads)."""
-        names = {n for specs in self._truths.values() for s in specs if s is not None
-                 for n in (s.label, s.error_label) if n}
-        return sorted(names)
+        return label_columns([s for specs in self._truths.values() for s in specs])
 
     def _truth(self, model: LoadedModel, labels: Mapping[str, np.ndarray] | None,
                n: int) -> np.ndarray | None:

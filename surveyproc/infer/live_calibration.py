@@ -21,7 +21,7 @@ from ..catalog.pdf import covered, pit_values
 from ..catalog.schema import CatalogSchema
 from ..errors import InvalidParameterError
 from ..models.grid import Grid
-from ..models.targets import TargetSpec, resolve_targets, values_from_labels
+from ..models.targets import TargetSpec, label_columns, resolve_targets, values_from_labels
 
 __all__ = ["LiveCalibration", "LiveTarget", "label_names", "live_calibration", "live_targets"]
 
@@ -65,9 +65,7 @@ def live_targets(schema: CatalogSchema, store_labels: tuple[str, ...]) -> list[L
 
 def label_names(targets: list[LiveTarget]) -> list[str]:
     """The store label columns ``targets`` need."""
-    names = {t.spec.label for t in targets}
-    names |= {t.spec.error_label for t in targets if t.spec.error_label}
-    return sorted(names)
+    return label_columns([t.spec for t in targets])
 
 
 def live_calibration(targets: list[LiveTarget], labels: dict[str, np.ndarray],

@@ -18,8 +18,8 @@ from ..catalog.schema import ModelColumns
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 
-__all__ = ["density_columns", "density_outputs", "point_columns", "point_outputs",
-           "target_grid"]
+__all__ = ["check_grids", "density_columns", "density_outputs", "point_columns",
+           "point_outputs", "target_grid"]
 
 #: A target's default PDF grid spans this many training standard deviations either side.
 GRID_HALF_WIDTH = 5.0
@@ -66,6 +66,15 @@ def density_outputs(pdf: np.ndarray, target: str, grid: Grid) -> dict[str, np.nd
     out = {stat_column(target, s): v.astype(np.float32) for s, v in values.items()}
     out[pdf_column(target)] = pdf.astype(np.float32)
     return out
+
+
+def check_grids(grids: Mapping[str, Grid], targets: list[str], model: str) -> None:
+    """Per-target grids of a job must name targets of the model (a settings validator's
+    check: ValueError)."""
+    unknown = sorted(set(grids) - set(targets))
+    if unknown:
+        msg = f"grids given for {', '.join(unknown)}, which are not targets of {model}"
+        raise ValueError(msg)
 
 
 def target_grid(config: Mapping[str, Any], info: TargetInfo) -> Grid:

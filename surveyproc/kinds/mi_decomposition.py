@@ -31,7 +31,7 @@ from ..models.grid import Grid
 from ..models.information import TERMS, entropy_bits, information_terms, mmi_decomposition
 from ..models.mi_decomposition import EncoderInput, InformationEstimators
 from .base import MAGNITUDE_LABEL, ModelKind, ModelSettings, ReportContext, TrainingData
-from .columns import density_outputs, target_grid
+from .columns import check_grids, density_outputs, target_grid
 from .registry import register_kind
 
 __all__ = ["InformationAggregator", "InformationTask", "InputSettings",
@@ -93,10 +93,7 @@ class MIDecompositionSettings(ModelSettings):
 
     @model_validator(mode="after")
     def _grids_fit(self) -> MIDecompositionSettings:
-        unknown = sorted(set(self.grids) - set(self.targets))
-        if unknown:
-            msg = f"grids given for {', '.join(unknown)}, which are not targets of {self.name}"
-            raise ValueError(msg)
+        check_grids(self.grids, self.targets, self.name)
         for target, grid in self.grids.items():
             if grid.n_bins != self.pdf_bins:
                 msg = (f"grid of {target} has {grid.n_bins} bins; every target of "

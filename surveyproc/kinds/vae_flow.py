@@ -28,7 +28,7 @@ from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 from ..models.vae_flow import VAEFlow, quasi_normal
 from .base import ModelKind, ModelSettings, ReportContext, TrainingData
-from .columns import density_outputs, target_grid
+from .columns import check_grids, density_outputs, target_grid
 from .registry import register_kind
 
 __all__ = ["VAEFlowKind", "VAEFlowSettings", "VAEFlowTask", "flow_groups",
@@ -81,10 +81,7 @@ class VAEFlowSettings(ModelSettings):
 
     @model_validator(mode="after")
     def _grids_name_targets(self) -> VAEFlowSettings:
-        unknown = sorted(set(self.grids) - set(self.targets))
-        if unknown:
-            msg = f"grids given for {', '.join(unknown)}, which are not targets of {self.name}"
-            raise ValueError(msg)
+        check_grids(self.grids, self.targets, self.name)
         return self
 
 

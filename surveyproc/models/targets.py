@@ -52,6 +52,12 @@ def resolve_targets(names: Sequence[str], labels: Sequence[str],
     return specs
 
 
+def label_columns(specs: Sequence[TargetSpec | None]) -> list[str]:
+    """The store labels that :func:`values_from_labels` reads for ``specs`` (each target's
+    label and, for a log target with an S/N cut, its error), sorted."""
+    return sorted({n for s in specs if s is not None for n in (s.label, s.error_label) if n})
+
+
 def values_from_labels(labels: Mapping[str, np.ndarray], n: int,
                        specs: Sequence[TargetSpec]) -> np.ndarray:
     """(n, targets) float32 values of ``specs`` from label columns (any mapping of arrays)."""

@@ -33,7 +33,7 @@ from ..jobs import TargetSettings
 from ..kinds import KindAggregator, get_kind, load_plugins
 from ..kinds.base import MAGNITUDE_LABEL
 from ..models.grid import Grid
-from ..models.targets import resolve_targets, values_from_labels
+from ..models.targets import label_columns, resolve_targets, values_from_labels
 from ..redact import redact
 from ..store import SurveyStore
 from ..store.layout import ZERO_POINT
@@ -179,7 +179,7 @@ def _label_ranges(store: SurveyStore, targets: list[str]) -> dict[str, tuple[flo
         return {}
     specs = resolve_targets(targets, list(store.label_names))
     n = min(store.n_objects, RANGE_SAMPLE)
-    names = {s.label for s in specs} | {s.error_label for s in specs if s.error_label}
+    names = label_columns(specs)
     columns = {name: np.asarray(store.array(f"labels/{name}")[:n]) for name in names}
     values = values_from_labels(columns, n, specs)
     out = {}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..models.preprocess import Normalization
-from ..models.targets import TargetSpec, values_from_labels
+from ..models.targets import TargetSpec, label_columns, values_from_labels
 from ..store import Shard, SurveyStore
 
 __all__ = ["SPLITS", "StoreBatches", "split_of", "target_statistics"]
@@ -56,7 +56,7 @@ def target_statistics(store: SurveyStore, specs: Sequence[TargetSpec], val_fract
 
     Reads only the id and label columns (a few bytes per object).
     """
-    labels = sorted({s.label for s in specs} | {s.error_label for s in specs if s.error_label})
+    labels = label_columns(specs)
     batch = store.read(0, store.n_objects, images=False, labels=labels, photometry=False)
     values = values_from_labels(batch.labels, len(batch), specs)
     train = split_of(batch.object_id, val_fraction, test_fraction) == SPLITS["train"]
@@ -88,8 +88,7 @@ class StoreBatches:
     buffer_objects: int = 4096
 
     def __post_init__(self) -> None:
-        self._labels = sorted({s.label for s in self.targets}
-                              | {s.error_label for s in self.targets if s.error_label})
+        self._labels = label_columns(self.targets)
 
     def raw_rows(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Un-normalised ``(pixels, targets, ids)`` of the split, shard by shard."""
