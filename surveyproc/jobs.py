@@ -227,7 +227,8 @@ class TargetSettings(_Section):
 
 
 class CausalSection(_Section):
-    """Causal discovery over the store's catalog-level variables, in the report."""
+    """Causal discovery over the store's catalog-level variables (and a sparse model's
+    feature activations), in the report."""
 
     enabled: bool = Field(False, description="Add the causal-discovery section.")
     rows: int = Field(5000, ge=100, description="Objects sampled from the store.")
@@ -236,6 +237,39 @@ class CausalSection(_Section):
     alpha: float = Field(0.01, gt=0, lt=1, description="Level of the Fisher-z tests.")
     labels: list[str] | None = Field(None, description="Labels used (default: all but line "
                                      "fluxes and classes), beside magnitude and colours.")
+    features: int = Field(0, ge=0, description="Also the activations of this many of a sparse "
+                          "model's most frequent features (read from the catalog).")
+    feature_model: str | None = Field(None, description="The sparse model whose features "
+                                      "(default: the catalog's first).")
+
+
+class LocalTestsSection(_Section):
+    """Local conditional-independence tests in a model's learned latent, in the report."""
+
+    enabled: bool = Field(False, description="Add the local-tests section.")
+    model: str | None = Field(None, description="Model whose latent holds the "
+                              "neighbourhoods: an mi_decomposition model (its <model>_latent "
+                              "column) or a sparse-feature model (its activations); default "
+                              "the first such model of the catalog.")
+    target: str | None = Field(None, description="Store label tested (e.g. log_mstar).")
+    queries: list[str] = Field(default_factory=list, description="Store labels each tested "
+                               "against the target (e.g. cos_inclination, half_light_radius).")
+    condition: str | None = Field(None, description="Store label regressed out (a quadratic "
+                                  "per neighbourhood) for the conditional tests, e.g. redshift.")
+    k: int = Field(100, ge=5, description="Neighbours per neighbourhood.")
+    rows: int = Field(20000, ge=100, description="Catalog rows sampled: the neighbour pool.")
+    neighbourhoods: int = Field(2000, ge=10, description="Neighbourhoods tested (centred on "
+                                "random sampled galaxies).")
+    permutations: int = Field(200, ge=10, description="Shuffles of the query per "
+                              "neighbourhood for its p-value.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Level of each neighbourhood's test.")
+
+    @model_validator(mode="after")
+    def _what_to_test(self) -> LocalTestsSection:
+        if self.enabled and (self.target is None or not self.queries):
+            msg = "aggregate.local_tests needs a target and at least one query label"
+            raise ValueError(msg)
+        return self
 
 
 class AggregateSection(_Section):
@@ -244,6 +278,7 @@ class AggregateSection(_Section):
     allow_partial: bool = Field(False, description="Aggregate an unfinished catalog (its "
                                 "committed shards); the report says it is partial.")
     causal: CausalSection = Field(default_factory=CausalSection)
+    local_tests: LocalTestsSection = Field(default_factory=LocalTestsSection)
 
 
 class MetricsSection(_Section):
@@ -307,6 +342,11 @@ class JobSpec(_Section):
         unknown = [n for n in self.infer.models or [] if n not in names]
         if unknown:
             msg = f"infer.models names {unknown}, which the models section does not define"
+            raise ValueError(msg)
+        local = self.aggregate.local_tests
+        if local.enabled and local.model is not None and local.model not in names:
+            msg = (f"aggregate.local_tests.model {local.model!r} is not a model of the job "
+                   f"({', '.join(names)})")
             raise ValueError(msg)
         return self
 

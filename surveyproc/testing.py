@@ -241,3 +241,18 @@ def _point_stats(target: str, estimate: np.ndarray, sigma: np.ndarray) -> dict[s
     values = {"mean": estimate, "std": sigma, "q16": estimate - sigma, "q50": estimate,
               "q84": estimate + sigma}
     return {stat_column(target, s): values[s] for s in STATS}
+
+
+def local_dependence_table(n: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A table with known local dependences for the local independence tests: a latent
+    that knows ``a`` only (as a and a^3); target y = a + q_direct / 2 + c / 2 + noise;
+    ``q_confounded`` depends on y only through ``c``; ``q_none`` not at all.  Every 50th
+    y is unknown (NaN)."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, n)
+    c, q_direct, q_none = rng.normal(size=(3, n))
+    values = {"y": a + 0.5 * q_direct + 0.5 * c + 0.1 * rng.normal(size=n),
+              "q_direct": q_direct, "q_none": q_none,
+              "q_confounded": c + 0.3 * rng.normal(size=n), "c": c}
+    values["y"][::50] = np.nan
+    return np.stack([a, a ** 3], axis=1), values

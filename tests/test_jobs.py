@@ -94,3 +94,16 @@ def test_misspelt_keys_inside_model_and_target_entries_get_suggestions(tmp_path)
                     "models: [{name: a, kind: dense_cnn, k: 4, targets: [redshift]}]\n")
     with pytest.raises(JobSpecError, match=r"unknown key 'models\.0\.k'"):
         load_job(path)
+
+
+def test_local_tests_need_a_target_queries_and_a_known_model(tmp_path):
+    with pytest.raises(JobSpecError, match="needs a target and at least one query"):
+        load_job(_write(tmp_path, MINIMAL + "aggregate: {local_tests: {enabled: true}}"),
+                 environ={})
+    text = MINIMAL + ("models: [{name: a, kind: sfnet, k: 4, targets: [redshift]}]\n"
+                      "aggregate: {local_tests: {enabled: true, model: b, target: redshift, "
+                      "queries: [dust_av]}}")
+    with pytest.raises(JobSpecError, match=r"local_tests\.model 'b' is not a model of the job"):
+        load_job(_write(tmp_path, text), environ={})
+    job = load_job(_write(tmp_path, text.replace("model: b", "model: a")), environ={})
+    assert job.aggregate.local_tests.k == 100

@@ -16,7 +16,7 @@ import pyarrow as pa
 from ..errors import InvalidParameterError
 
 __all__ = ["ARROW_TYPES", "IDENTITY", "POINT_STATS", "STATS", "act_idx_column",
-           "act_val_column", "arrow_type", "pdf_column", "stat_column"]
+           "act_val_column", "arrow_type", "latent_column", "pdf_column", "stat_column"]
 
 #: Summary statistics written for every target.
 STATS = ("mean", "std", "q16", "q50", "q84")
@@ -71,3 +71,9 @@ def act_idx_column(prefix: str = "") -> str:
 def act_val_column(prefix: str = "") -> str:
     """Values of a sparse model's active features (list<float32>)."""
     return f"{prefix}act_val"
+
+
+def latent_column(model: str) -> str:
+    """``<model>_latent``: a model's learned latent vector per galaxy (list<float32>), where
+    the local conditional-independence tests find each galaxy's neighbours."""
+    return f"{model}_latent"

@@ -45,6 +45,9 @@ class LoadedModel:
     checkpoint: Checkpoint
     module: nn.Module
     kind: ModelKind
+    #: For a kind that reads its targets' truths: each target's store label (None where
+    #: the store has none); None for a kind that reads none.
+    truth_specs: list[TargetSpec | None] | None = None
 
 
 #: Pixels sharing a band's brightest value that make a clipped (saturated) plateau.  Noise
@@ -137,22 +140,21 @@ class Estimator:
             module = build_network(checkpoint).to(self.device)
             if self.cuda:
                 module = module.to(memory_format=torch.channels_last)
-            self.models.append(LoadedModel(columns, checkpoint, module,
-                                           get_kind(checkpoint.kind)))
+            kind = get_kind(checkpoint.kind)
+            self.models.append(LoadedModel(
+                columns, checkpoint, module, kind,
+                _truth_specs(checkpoint, store_labels) if kind.needs_truth else None))
         self._norms: dict[tuple[float, ...], Normalization] = {
             m.checkpoint.normalization.scale: m.checkpoint.normalization for m in self.models}
-        #: Per model that needs its targets' truths: their specs (None: not in the store).
-        self._truths = {id(m): _truth_specs(m.checkpoint, store_labels)
-                        for m in self.models if m.kind.needs_truth}
 
     @property
     def truth_labels(self) -> list[str]:
         """The store labels :meth:`run` needs in ``labels`` (the truths some kind reads)."""
-        return label_columns([s for specs in self._truths.values() for s in specs])
+        return label_columns([s for m in self.models for s in m.truth_specs or []])
 
     def _truth(self, model: LoadedModel, labels: Mapping[str, np.ndarray] | None,
                n: int) -> np.ndarray | None:
-        specs = self._truths.get(id(model))
+        specs = model.truth_specs
         if specs is None:
             return None
         out = np.full((n, len(specs)), np.nan, dtype=np.float32)

@@ -81,7 +81,8 @@ class TrainingData:
     """What a kind's closed-form step and readouts may read: batches of the splits.
 
     ``batches(split)`` yields ``(x, y, object_id)`` with normalised pixels and
-    targets in their units; ``label(name, object_ids)`` reads a store label
+    targets in their units; ``split_targets(split)`` the split's (objects, targets)
+    values alone, without reading pixels; ``label(name, object_ids)`` reads a store label
     for those objects (NaN where the store has none); ``config`` is the checkpoint's
     network config.
     """
@@ -89,12 +90,15 @@ class TrainingData:
     targets: list[TargetInfo]
     batches: Callable[[str], Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]]]
     label: Callable[[str, np.ndarray], np.ndarray | None]
+    split_targets: Callable[[str], np.ndarray]
     config: Mapping[str, Any] = field(default_factory=dict)  # the network config
 
 
 #: Key of the magnitude (AB, in the store's reference photometry band) in the labels a
 #: kind aggregator's ``partial`` gets, where the store has photometry.
 MAGNITUDE_LABEL = "@magnitude"
+#: Edges (AB mag) of the report's magnitude bins, the aggregate's and every kind's.
+MAGNITUDE_EDGES = (14.0, 16.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 24.0)
 
 
 class KindAggregator(Protocol):
@@ -126,7 +130,9 @@ class ReportContext:
     summary: dict[str, Any]
     aggregate: Any = None  # what the kind's aggregator finished with
     features: Any = None  # the sparse-feature statistics of the model, if it has any
-    table: Callable[[Any], str] = field(default=lambda frame: "")
+    #: ``table(frame, meanings={column: meaning})``: an HTML table and its columns'
+    #: meanings (the report's shared ones for columns the mapping does not name).
+    table: Callable[..., str] = field(default=lambda frame, meanings=None: "")
     image: Callable[[str, str], str] = field(default=lambda name, alt: "")
 
 

@@ -8,7 +8,9 @@ Inference writes the joint estimator's PDF and summaries, and for every galaxy
 whose store has the target's truth its information terms in bits
 (``<t>_mi_1``, ``_mi_2``, ``_mi_12``, ``_mi_redundant``, ``_mi_unique_1``,
 ``_mi_unique_2``, ``_mi_synergy``: :mod:`surveyproc.models.information`); NaN
-where the truth is unknown.  The Dask pass sums the terms overall and in bins of
+where the truth is unknown; and one estimator's latent (``<model>_latent``, input 1's
+by default) for the local conditional-independence tests of
+:mod:`surveyproc.stats.local_tests`.  The Dask pass sums the terms overall and in bins of
 the target, of magnitude and of morphology labels, and the report shows them
 with the population-level MMI decomposition.
 """
@@ -24,13 +26,21 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from ..catalog.columns import latent_column
 from ..catalog.schema import ModelColumns
 from ..errors import InvalidParameterError
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 from ..models.information import TERMS, entropy_bits, information_terms, mmi_decomposition
 from ..models.mi_decomposition import EncoderInput, InformationEstimators
-from .base import MAGNITUDE_LABEL, ModelKind, ModelSettings, ReportContext, TrainingData
+from .base import (
+    MAGNITUDE_EDGES,
+    MAGNITUDE_LABEL,
+    ModelKind,
+    ModelSettings,
+    ReportContext,
+    TrainingData,
+)
 from .columns import check_grids, density_outputs, target_grid
 from .registry import register_kind
 
@@ -39,8 +49,6 @@ __all__ = ["InformationAggregator", "InformationTask", "InputSettings",
 
 #: Edges (bits) of the per-galaxy term histograms in the report.
 TERM_EDGES = np.linspace(-6.0, 6.0, 49)
-#: Magnitude bins of the report (AB mag).
-MAG_EDGES = (14.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 24.0)
 #: Bins of the target's truth over its grid.
 TARGET_BINS = 5
 
@@ -74,6 +82,11 @@ class MIDecompositionSettings(ModelSettings):
     hidden: int = Field(128, ge=8, description="Hidden units of the heads and the "
                         "photometry MLP.")
     pdf_bins: int = Field(40, ge=4, description="Bins of each target (one count for all).")
+    latent_dims: int = Field(16, ge=2, le=256, description="Width of each estimator's latent "
+                             "(the layer before its head).")
+    latent: Literal["1", "2", "12"] | None = Field(
+        "1", description="Whose latent the catalog keeps as <model>_latent: input 1's "
+        "estimator, input 2's or the joint one (12); null keeps none.")
     grids: dict[str, Grid] = Field(
         default_factory=dict, description="Bins of a target; default: the training mean "
         "+- 5 standard deviations in pdf_bins bins.")
@@ -90,6 +103,11 @@ class MIDecompositionSettings(ModelSettings):
         if isinstance(value, list):
             return [{"source": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("latent", mode="before")
+    @classmethod
+    def _latent_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
 
     @model_validator(mode="after")
     def _grids_fit(self) -> MIDecompositionSettings:
@@ -116,6 +134,30 @@ def _encoder_input(settings: InputSettings, bands: Sequence[str], model: str) ->
 
 def _log_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(model(x).logits.float(), dim=-1)
+
+
+#: What each term means, in the report's tables.
+_TERM_MEANINGS = {
+    "1": "I_1: bits about the target from input 1's estimator",
+    "2": "I_2: bits about the target from input 2's estimator",
+    "12": "I_12: bits about the target from the joint estimator",
+    "redundant": "min(I_1, I_2): bits both inputs carry",
+    "unique_1": "I_1 - redundant: bits only input 1 carries",
+    "unique_2": "I_2 - redundant: bits only input 2 carries",
+    "synergy": "I_12 - I_1 - I_2 + redundant: bits only the two together carry",
+}
+_MEAN_MEANINGS = {
+    "target": "predicted quantity",
+    "galaxies with truth": "galaxies whose store has the target's truth (the terms need it)",
+    **{f"mean {t}": f"mean per galaxy of {m}" for t, m in _TERM_MEANINGS.items()},
+    **{f"population {t}": f"{t} of the decomposition of the mean informations"
+       for t in ("redundant", "unique_1", "unique_2", "synergy")},
+}
+_BIN_MEANINGS = {"bin": "range of the binned quantity", "n": "galaxies with truth in the bin",
+                 **{t: f"mean per galaxy of {m}" for t, m in _TERM_MEANINGS.items()}}
+
+#: Which estimator (index into the model's output) a ``latent`` setting names.
+_ESTIMATOR = {"1": 0, "2": 1, "12": 2}
 
 
 @dataclass
@@ -177,7 +219,7 @@ class InformationAggregator:
         """Edges of each binning of one target's terms."""
         grid = self.grids[target]
         return {"truth": np.linspace(grid.low, grid.high, TARGET_BINS + 1),
-                "magnitude": np.asarray(MAG_EDGES),
+                "magnitude": np.asarray(MAGNITUDE_EDGES),
                 **{name: np.asarray(edges, dtype=np.float64)
                    for name, edges in self.morphology.items()}}
 
@@ -253,22 +295,23 @@ class MIDecompositionKind(ModelKind):
         one, two = (EncoderInput(tuple(e["images"]), tuple(e["photometry"]))
                     for e in config["encoders"])
         return InformationEstimators(one, two, config["n_targets"], config["pdf_bins"],
-                                     config.get("width", 64), config["hidden"])
+                                     config.get("width", 64), config["hidden"],
+                                     config.get("latent_dims", 16))
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> InformationTask:
         return InformationTask([target_grid(config, t) for t in targets], targets)
 
     @torch.no_grad()
     def after_fit(self, model: nn.Module, data: TrainingData) -> None:
-        """Each target's binned prior: its histogram over the training split."""
+        """Each target's binned prior: its histogram over the training split (labels only)."""
         assert isinstance(model, InformationEstimators)
         task = self.task(data.config, data.targets)
+        y = data.split_targets("train")
+        bins = task.bins(torch.from_numpy(y)).numpy()
         counts = np.zeros(tuple(model.prior.shape))
-        for _, y, _ in data.batches("train"):
-            bins = task.bins(y).numpy()
-            for j in range(len(data.targets)):
-                known = np.isfinite(y[:, j].numpy())
-                counts[j] += np.bincount(bins[known, j], minlength=counts.shape[1])
+        for j in range(len(data.targets)):
+            known = np.isfinite(y[:, j])
+            counts[j] = np.bincount(bins[known, j], minlength=counts.shape[1])
         model.set_prior(counts)
 
     def columns(self, name: str, checkpoint: Checkpoint) -> ModelColumns:
@@ -279,20 +322,30 @@ class MIDecompositionKind(ModelKind):
                  "prior_entropy_bits": {t: entropy_bits(prior[j])
                                         for j, t in enumerate(targets)},
                  "morphology": config["morphology"]}
+        extra_columns = [(term_column(t, term), "float32") for t in targets for term in TERMS]
+        if config.get("latent"):
+            which = config["latent"]
+            extra["latent"] = {"column": latent_column(name), "estimator": which,
+                               "input": "both" if which == "12" else config["described"][
+                                   int(which) - 1]}
+            extra_columns.append((latent_column(name), "list<float32>"))
         return ModelColumns(name, checkpoint.model_id, checkpoint.kind, tuple(targets),
                             tuple(t.unit for t in checkpoint.targets), "pdf",
                             grids=tuple(target_grid(config, t) for t in checkpoint.targets),
-                            extra_columns=tuple((term_column(t, term), "float32")
-                                                for t in targets for term in TERMS),
-                            extra=extra)
+                            extra_columns=tuple(extra_columns), extra=extra)
 
     def infer(self, module: nn.Module, x: torch.Tensor, columns: ModelColumns,
               checkpoint: Checkpoint, truth: np.ndarray | None = None
               ) -> dict[str, np.ndarray]:
         assert isinstance(module, InformationEstimators) and columns.grids is not None
-        logp = _log_probabilities(module, x).cpu().numpy().astype(np.float64)
+        output = module(x)
+        logp = torch.log_softmax(output.logits.float(), dim=-1).cpu().numpy().astype(np.float64)
         entropies = columns.extra["prior_entropy_bits"]
         out: dict[str, np.ndarray] = {}
+        if "latent" in columns.extra:
+            which = _ESTIMATOR[columns.extra["latent"]["estimator"]]
+            out[columns.extra["latent"]["column"]] = \
+                output.latents[which].float().cpu().numpy()
         for j, (target, grid) in enumerate(zip(columns.targets, columns.grids, strict=True)):
             out.update(density_outputs(np.exp(logp[2, :, j]) / grid.width, target, grid))
             values = (truth[:, j].astype(np.float64) if truth is not None
@@ -332,10 +385,11 @@ class MIDecompositionKind(ModelKind):
                 "unique I_k - redundancy, synergy I_12 - I_1 - I_2 + redundancy (MMI). "
                 "Negative values are misinformation. <em>Population</em> is the "
                 "decomposition of the mean informations.</p>"
-                + context.table(pd.DataFrame(rows)))
+                + context.table(pd.DataFrame(rows), meanings=_MEAN_MEANINGS))
         for target, result in context.aggregate.items():
             for name, bins in result["bins"].items():
                 frame = pd.DataFrame([{"bin": f"{b['low']:g}-{b['high']:g}", "n": b["n"],
                                        **{t: b[t] for t in TERMS}} for b in bins if b["n"]])
-                html += f"<h4>{target}: terms in bins of {name}</h4>" + context.table(frame)
+                html += (f"<h4>{target}: terms in bins of {name}</h4>"
+                         + context.table(frame, meanings=_BIN_MEANINGS))
         return html

@@ -314,4 +314,11 @@ class VAEFlowKind(ModelKind):
         return ("<h3>Posterior correlations of the physical parameters</h3>"
                 "<p>For a calibrated joint posterior the mean posterior correlation matches "
                 "the correlation of the errors; the truths' correlation is the population's "
-                "(the prior's), which the images narrow.</p>" + context.table(frame))
+                "(the prior's), which the images narrow.</p>" + context.table(frame, meanings={
+                    "pair": "two targets of the joint posterior",
+                    "mean posterior correlation": "mean over galaxies of the correlation "
+                                                  "of the pair in each galaxy's posterior",
+                    "correlation of errors (truth - median)": "correlation over galaxies "
+                    "of the pair's errors",
+                    "correlation of truths": "correlation over galaxies of the pair's truths",
+                    "galaxies with truth": "galaxies with both truths known"}))

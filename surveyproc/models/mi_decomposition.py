@@ -94,10 +94,13 @@ class _Images(nn.Module):
 
 
 class _Estimator(nn.Module):
-    """Logits over each target's bins from one input (images and/or photometry)."""
+    """Logits over each target's bins from one input (images and/or photometry), through a
+    low-dimensional latent: what this input says about the targets, in a space where
+    nearest neighbours are galaxies the input cannot tell apart (the local tests of
+    :mod:`surveyproc.stats.local_tests` search it)."""
 
     def __init__(self, spec: EncoderInput, n_targets: int, n_bins: int, width: int,
-                 hidden: int) -> None:
+                 hidden: int, latent_dims: int) -> None:
         super().__init__()
         encoders: list[_Images | _Photometry] = []
         if spec.images:
@@ -106,20 +109,24 @@ class _Estimator(nn.Module):
             encoders.append(_Photometry(spec.photometry, hidden))
         self.encoders = nn.ModuleList(encoders)
         features = sum(e.out_features for e in encoders)
-        self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(),
+        self.latent = nn.Linear(features, latent_dims)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(latent_dims, hidden), nn.ReLU(),
                                   nn.Linear(hidden, n_targets * n_bins))
         self.shape = (n_targets, n_bins)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = torch.cat([encoder(x) for encoder in self.encoders], dim=1)
-        return self.head(features).view(len(x), *self.shape)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (batch, targets, bins), latent (batch, latent_dims))."""
+        latent = self.latent(torch.cat([encoder(x) for encoder in self.encoders], dim=1))
+        return self.head(latent).view(len(x), *self.shape), latent
 
 
 @dataclass
 class InformationOutput:
-    """(3, batch, targets, bins) logits of the estimators on input 1, input 2 and both."""
+    """(3, batch, targets, bins) logits and (3, batch, latent_dims) latents of the
+    estimators on input 1, input 2 and both."""
 
     logits: torch.Tensor
+    latents: torch.Tensor
 
 
 class InformationEstimators(nn.Module):
@@ -129,24 +136,27 @@ class InformationEstimators(nn.Module):
     --------
     >>> net = InformationEstimators(EncoderInput(images=(0,)), EncoderInput(photometry=(1,)),
     ...                             n_targets=2, n_bins=10, width=4, hidden=8)
-    >>> net(torch.zeros(3, 2, 16, 16)).logits.shape
-    torch.Size([3, 3, 2, 10])
+    >>> out = net(torch.zeros(3, 2, 16, 16))
+    >>> out.logits.shape, out.latents.shape
+    (torch.Size([3, 3, 2, 10]), torch.Size([3, 3, 16]))
     """
 
     prior: torch.Tensor
 
     def __init__(self, input_1: EncoderInput, input_2: EncoderInput, n_targets: int,
-                 n_bins: int, width: int = 64, hidden: int = 128) -> None:
+                 n_bins: int, width: int = 64, hidden: int = 128, latent_dims: int = 16
+                 ) -> None:
         super().__init__()
         self.estimators = nn.ModuleList(
-            _Estimator(spec, n_targets, n_bins, width, hidden)
+            _Estimator(spec, n_targets, n_bins, width, hidden, latent_dims)
             for spec in (input_1, input_2, input_1.union(input_2)))
         # Each target's bin probabilities over the training split (a uniform placeholder
         # until :meth:`set_prior`); saved with the weights.
         self.register_buffer("prior", torch.full((n_targets, n_bins), 1.0 / n_bins))
 
     def forward(self, x: torch.Tensor) -> InformationOutput:
-        return InformationOutput(torch.stack([estimator(x) for estimator in self.estimators]))
+        logits, latents = zip(*(estimator(x) for estimator in self.estimators), strict=True)
+        return InformationOutput(torch.stack(logits), torch.stack(latents))
 
     def set_prior(self, counts: np.ndarray) -> None:
         """The binned prior from (targets, bins) training counts, with half a count added to

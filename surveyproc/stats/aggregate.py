@@ -31,7 +31,7 @@ from ..flags import Flag
 from ..flags import count as count_flags
 from ..jobs import TargetSettings
 from ..kinds import KindAggregator, get_kind, load_plugins
-from ..kinds.base import MAGNITUDE_LABEL
+from ..kinds.base import MAGNITUDE_EDGES, MAGNITUDE_LABEL
 from ..models.grid import Grid
 from ..models.targets import label_columns, resolve_targets, values_from_labels
 from ..redact import redact
@@ -52,7 +52,6 @@ __all__ = ["AggregateSpec", "Aggregates", "aggregate_catalog", "dask_client"]
 log = logging.getLogger(__name__)
 
 BPT_LINES = ("flux_nii", "flux_halpha", "flux_oiii", "flux_hbeta")
-MAG_EDGES = (14.0, 16.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 24.0)
 TARGET_BINS = 5
 BPT_SAMPLE = 20_000
 #: Labels read to find the plotted range of a target without a PDF grid.
@@ -226,7 +225,7 @@ def _groups(spec: AggregateSpec, target: str, truth: np.ndarray,
     unit = spec.units.get(target, "")
     if mag is not None:
         by = f"{spec.mag_band}-band magnitude [AB mag]"
-        for a, b in itertools.pairwise(MAG_EDGES):
+        for a, b in itertools.pairwise(MAGNITUDE_EDGES):
             groups.append(Group(f"{spec.mag_band} {a:g}-{b:g} mag", by, a, b))
             masks.append((mag >= a) & (mag < b))
     by = with_unit(f"true {target}", unit)
@@ -326,6 +325,7 @@ class Aggregates:
     parts: CommittedParts | None = None  # which shards were read
     flags: dict[str, int] = field(default_factory=dict)  # objects per quality flag set
     causal: dict[str, Any] | None = None  # the causal graph (CausalGraph.to_dict), if asked
+    local_tests: dict[str, Any] | None = None  # local independence tests' summary, if asked
 
 
 def aggregate_catalog(catalog_url: str, store: SurveyStore,

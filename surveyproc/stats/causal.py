@@ -2,7 +2,9 @@
 
 The PC algorithm of causal-learn (Spirtes & Glymour; Fisher-z partial-correlation
 tests on standardised variables) gives a graph over integrated photometry,
-colours and the store's physical and morphological labels (inclination, size);
+colours and the store's physical and morphological labels (inclination, size),
+and optionally a sparse model's most frequent feature activations (zero where a
+feature is inactive: a zero-inflated variable, which Fisher-z treats as linear);
 refitting it on bootstrap resamples, one Dask task each, gives every edge's
 frequency -- the confidence the report draws it with.  Fisher-z assumes linear
 Gaussian relations: monotone non-linear ones are mostly found, others may be
@@ -19,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from ..catalog.schema import ModelColumns
 from ..store import SurveyStore
+from .frames import dense_activations, sample_joined
 
-__all__ = ["CausalGraph", "bootstrap_graphs", "discover", "edge_scores", "store_variables"]
+__all__ = ["CausalGraph", "bootstrap_graphs", "catalog_variables", "causal_labels", "discover",
+           "edge_scores", "store_variables"]
 
 #: Labels never used as causal variables: line fluxes and errors are many, noisy and
 #: partly missing; a binary class breaks the Gaussian test.
@@ -41,24 +46,66 @@ class CausalGraph:
     adjacent: set[frozenset[str]]
     directed: set[tuple[str, str]]
     frequency: dict[frozenset[str], float] = field(default_factory=dict)
+    #: Variables left out, with why (an exact linear function of others: the tests' partial
+    #: correlations are undefined with it).
+    dropped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         pairs = sorted(self.adjacent | set(self.frequency), key=sorted)
-        return {"variables": self.names,
+        return {"variables": self.names, "dropped": self.dropped,
                 "edges": [{"pair": sorted(p), "in_graph": p in self.adjacent,
                            "direction": next(([a, b] for a, b in self.directed
                                               if {a, b} == set(p)), None),
                            "bootstrap_frequency": self.frequency.get(p)} for p in pairs]}
 
 
-def discover(data: np.ndarray, names: Sequence[str], alpha: float = 0.01) -> CausalGraph:
-    """PC with Fisher-z tests at level ``alpha`` on the complete rows of ``data``
-    (n, variables), standardised."""
-    from causallearn.search.ConstraintBased.PC import pc
+#: A variable whose R^2 on the variables kept before it exceeds this is left out: it is a
+#: linear function of them but for a handful of rows, which a bootstrap resample may miss
+#: (leaving a singular correlation matrix).
+COLLINEAR_R2 = 0.9995
 
+
+def collinear(data: np.ndarray, names: Sequence[str]) -> dict[str, str]:
+    """Variables (after the first) that are, on the complete rows of ``data``, a linear
+    function of the ones kept before them (R^2 above :data:`COLLINEAR_R2`), with why.
+
+    >>> x = np.arange(10.0)
+    >>> collinear(np.column_stack([x, x ** 2, 3 * x + 1]), ["a", "b", "c"])
+    {'c': 'a linear function of a, b'}
+    """
+    x = _standardised(data)
+    kept: list[int] = []
+    dropped = {}
+    for j in range(x.shape[1]):
+        if kept:
+            fit = np.linalg.lstsq(x[:, kept], x[:, j], rcond=None)[0]
+            left = x[:, j] - x[:, kept] @ fit
+            if 1 - left.var() / max(x[:, j].var(), 1e-300) > COLLINEAR_R2:
+                dropped[names[j]] = f"a linear function of {', '.join(names[k] for k in kept)}"
+                continue
+        kept.append(j)
+    return dropped
+
+
+def _standardised(data: np.ndarray) -> np.ndarray:
+    """The complete rows of ``data``, each column standardised."""
     x = np.asarray(data, dtype=np.float64)
     x = x[np.isfinite(x).all(axis=1)]
-    x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    return (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+
+
+def discover(data: np.ndarray, names: Sequence[str], alpha: float = 0.01) -> CausalGraph:
+    """PC with Fisher-z tests at level ``alpha`` on the complete rows of ``data``
+    (n, variables), standardised; variables in :func:`collinear` are left out."""
+    from causallearn.search.ConstraintBased.PC import pc
+
+    dropped = collinear(data, names)
+    if dropped:
+        keep = [j for j, name in enumerate(names) if name not in dropped]
+        graph = discover(np.asarray(data)[:, keep], [names[j] for j in keep], alpha)
+        graph.dropped = dropped
+        return graph
+    x = _standardised(data)
     graph = pc(x, alpha, "fisherz", show_progress=False).G.graph
     adjacent, directed = set(), set()
     for i, j in itertools.combinations(range(len(names)), 2):
@@ -79,11 +126,12 @@ def bootstrap_graphs(data: np.ndarray, names: Sequence[str], resamples: int,
     default scheduler)."""
     from dask import compute, delayed
 
-    shared = delayed(np.asarray(data), pure=True)  # one copy in the graph, not one a task
-    tasks = [delayed(_resampled)(shared, list(names), alpha, [seed, k])
+    whole = discover(data, names, alpha)
+    keep = [j for j, name in enumerate(names) if name not in whole.dropped]
+    shared = delayed(np.asarray(data)[:, keep], pure=True)  # one copy in the graph
+    tasks = [delayed(_resampled)(shared, whole.names, alpha, [seed, k])
              for k in range(resamples)]
     graphs = compute(*tasks) if tasks else ()
-    whole = discover(data, names, alpha)
     counts: dict[frozenset[str], int] = {}
     for g in graphs:
         for pair in g.adjacent:
@@ -129,6 +177,13 @@ def photometry_variables(photometry: Mapping[str, np.ndarray], bands: Sequence[s
     return out
 
 
+def causal_labels(store: SurveyStore, labels: Sequence[str] | None = None) -> list[str]:
+    """``labels``, or every label of the store but line fluxes and classes."""
+    return list(labels) if labels is not None else [
+        name for name in store.label_names
+        if name not in _SKIP and not name.startswith(_SKIP_PREFIXES)]
+
+
 def store_variables(store: SurveyStore, rows: int, seed: int = 0,
                     labels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Catalog-level variables of a random sample of ``rows`` objects of ``store``: the
@@ -136,17 +191,42 @@ def store_variables(store: SurveyStore, rows: int, seed: int = 0,
     every label but line fluxes and classes), each known for most of the sample."""
     n = min(rows, store.n_objects)
     index = np.sort(np.random.default_rng(seed).choice(store.n_objects, n, replace=False))
-    names = list(labels) if labels is not None else [
-        name for name in store.label_names
-        if name not in _SKIP and not name.startswith(_SKIP_PREFIXES)]
     out = {name: np.asarray(store.array(f"labels/{name}").get_coordinate_selection(index),
-                            dtype=np.float64) for name in names}
+                            dtype=np.float64) for name in causal_labels(store, labels)}
+    fluxes = {b: np.asarray(store.array(f"photometry/{b}").get_coordinate_selection(index))
+              for b in store.layout.photometry_bands}
+    return _usable({**out, **_magnitudes(store, fluxes)})
+
+
+def catalog_variables(parts: Sequence[str], storage_options: dict[str, Any] | None,
+                      store: SurveyStore, model: ModelColumns, features: Sequence[int],
+                      rows: int, total_rows: int, seed: int = 0,
+                      labels: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """:func:`store_variables` of about ``rows`` random catalog rows, with the activation
+    of each of a sparse model's ``features`` (``<model>_f<n>``, zero where inactive) beside
+    them: the store's columns and the catalog's joined on Dask."""
+    names = causal_labels(store, labels)
     bands = list(store.layout.photometry_bands)
-    if bands:
-        fluxes = {b: np.asarray(store.array(f"photometry/{b}").get_coordinate_selection(index))
-                  for b in bands}
-        reference = "r" if "r" in bands else bands[-1]
-        out.update(photometry_variables(fluxes, bands, store.attrs.get("zero_points", {}),
-                                        reference))
-    return {k: v for k, v in out.items() if np.isfinite(v).mean() >= 1 - MAX_MISSING
+    table = sample_joined(parts, storage_options, store, [model.act_idx, model.act_val],
+                          [*(f"labels/{n}" for n in names), *(f"photometry/{b}" for b in bands)],
+                          rows, total_rows, seed)
+    dense = dense_activations(table, model.act_idx, model.act_val, model.n_features)
+    out = {name: table[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in names}
+    fluxes = {b: table[f"phot_{b}"].to_numpy(dtype=np.float64, na_value=np.nan) for b in bands}
+    activations = {f"{model.name}_f{f}": dense[:, f] for f in features}
+    return _usable({**out, **_magnitudes(store, fluxes), **activations})
+
+
+def _magnitudes(store: SurveyStore, fluxes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`photometry_variables` of the store's bands (none without photometry)."""
+    bands = list(fluxes)
+    if not bands:
+        return {}
+    reference = "r" if "r" in bands else bands[-1]
+    return photometry_variables(fluxes, bands, store.attrs.get("zero_points", {}), reference)
+
+
+def _usable(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The variables known for most of the sample and not constant."""
+    return {k: v for k, v in variables.items() if np.isfinite(v).mean() >= 1 - MAX_MISSING
             and np.nanstd(v) > 0}

@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter
 
 __all__ = ["bpt_figure", "calibration_figure", "causal_figure", "correlation_figure",
            "estimate_figure",
-           "explained_figure", "frequency_figure", "kauffmann03", "kewley01",
+           "explained_figure", "frequency_figure", "kauffmann03", "kewley01", "local_tests_figure",
            "montage_figure", "pit_figure"]
 
 DPI = 90
@@ -241,4 +241,27 @@ def causal_figure(graph: dict, out: Path, name: str) -> str:
     ax.set_ylim(-1.3, 1.3)
     ax.set_axis_off()
     ax.set_title("PC graph; width and darkness: bootstrap frequency", fontsize=9)
+    return _save(fig, out, name)
+
+
+def local_tests_figure(result: dict, out: Path, name: str) -> str:
+    """Per query, the local correlations of the target with it (filled) against the same
+    after shuffling (outline): unconditional above, conditional below when there is one."""
+    tests = result["tests"]
+    conditional = result["condition"] is not None
+    rows = 2 if conditional else 1
+    fig, axes = plt.subplots(rows, len(tests), figsize=(3.2 * len(tests), 2.6 * rows),
+                             squeeze=False)
+    for col, test in enumerate(tests):
+        for row, t in enumerate([test, test.get("conditional")][:rows]):
+            ax = axes[row][col]
+            edges = np.asarray(t["histogram"]["edges"])
+            ax.stairs(t["histogram"]["correlation"], edges, fill=True, alpha=0.6,
+                      color="tab:blue", label="in neighbourhoods")
+            ax.stairs(t["histogram"]["permuted"], edges, color="k", label="query shuffled")
+            given = f" | {result['condition']}" if row else ""
+            ax.set_title(f"{result['target']} vs {test['query']}{given}", fontsize=8)
+            ax.set_xlabel("local correlation r")
+    axes[0][0].set_ylabel("neighbourhoods")
+    axes[0][0].legend(fontsize=7)
     return _save(fig, out, name)

@@ -23,7 +23,8 @@ import pandas as pd
 from ..fs import resolve
 from ..store import SurveyStore
 
-__all__ = ["catalog_frame", "join_labels", "labels_frame", "list_values"]
+__all__ = ["catalog_frame", "dense_activations", "join_labels", "labels_frame", "list_values",
+           "sample_joined"]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,28 @@ def list_values(series: pd.Series, width: int | None = None) -> np.ndarray:
     values = combined.flatten().to_numpy(zero_copy_only=False)
     n = len(combined)
     return values.reshape(n, -1) if n else np.zeros((0, width or 0), dtype=values.dtype)
+
+
+def sample_joined(parts: Sequence[str], storage_options: dict[str, Any] | None,
+                  store: SurveyStore, catalog_columns: Sequence[str],
+                  store_columns: Sequence[str], rows: int, total_rows: int,
+                  seed: int = 0) -> pd.DataFrame:
+    """About ``rows`` random catalog rows (of ``total_rows``) with the store columns
+    (:func:`labels_frame` names), read, joined and sampled on Dask; only the sample reaches
+    the caller."""
+    frame = join_labels(catalog_frame(parts, storage_options, catalog_columns),
+                        labels_frame(store, store_columns))
+    if rows < total_rows:
+        frame = frame.sample(frac=rows / total_rows, random_state=seed)
+    return frame.compute()
+
+
+def dense_activations(frame: pd.DataFrame, idx_column: str, val_column: str,
+                      n_features: int | None) -> np.ndarray:
+    """A sparse model's (act_idx, act_val) columns as (rows, n_features) activations,
+    zero where a feature is not among a galaxy's active ones."""
+    index = list_values(frame[idx_column]).astype(np.int64)
+    width = int(n_features) if n_features else int(index.max(initial=-1)) + 1
+    dense = np.zeros((len(frame), width))
+    np.put_along_axis(dense, index, list_values(frame[val_column]).astype(np.float64), axis=1)
+    return dense

@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointNotFoundError
+from ..errors import CheckpointNotFoundError, InvalidParameterError
 from ..fs import is_local, join, normalize, resolve
-from ..jobs import JobSpec
+from ..jobs import CausalSection, JobSpec, LocalTestsSection
 from ..models import Checkpoint, load_checkpoint
 from ..store import SurveyStore
-from .aggregate import aggregate_catalog, dask_client
+from .aggregate import Aggregates, aggregate_catalog, dask_client
 from .calibration import off_calibration
-from .causal import bootstrap_graphs, store_variables
+from .causal import bootstrap_graphs, catalog_variables, store_variables
+from .local_tests import latent_model, latent_sample, run_local_tests
 from .report import write_report
 
 __all__ = ["AggregateResult", "aggregate_job"]
@@ -43,6 +44,49 @@ class AggregateResult:
                 "calibration sections say why")
 
 
+def causal_variables(settings: CausalSection, aggregates: Aggregates, store: SurveyStore,
+                     storage_options: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """The causal variables the job asks for: the store's, sampled from the store, or with
+    ``features`` a sparse model's most frequent activations too, sampled from the catalog."""
+    if not settings.features:
+        return store_variables(store, settings.rows, labels=settings.labels)
+    sparse = [m for m in aggregates.spec.sparse
+              if settings.feature_model in (None, m.name)]
+    if not sparse:
+        msg = (f"aggregate.causal.features: {settings.feature_model or 'the catalog'} has no "
+               "sparse feature columns (a sparse-feature model such as sfnet has)")
+        raise InvalidParameterError(msg)
+    model = sparse[0]
+    assert aggregates.parts is not None
+    top = aggregates.features[model.name].top(settings.features)
+    return catalog_variables(aggregates.parts.urls, storage_options, store, model, top,
+                             settings.rows, aggregates.rows, labels=settings.labels)
+
+
+def local_tests(settings: LocalTestsSection, aggregates: Aggregates, store: SurveyStore,
+                storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The local conditional-independence tests the job asks for, on a sample of the
+    catalog's latent joined with the store's labels."""
+    assert settings.target is not None and aggregates.parts is not None
+    model = latent_model(aggregates.spec.models, settings.model)
+    labels = list(dict.fromkeys([settings.target, *settings.queries,
+                                 *([settings.condition] if settings.condition else [])]))
+    latent, values = latent_sample(aggregates.parts.urls, storage_options, store, model,
+                                   labels, settings.rows, aggregates.rows)
+    try:
+        result = run_local_tests(latent, values, settings.target, settings.queries,
+                                 settings.condition, k=settings.k,
+                                 neighbourhood_count=settings.neighbourhoods,
+                                 permutations=settings.permutations, alpha=settings.alpha)
+    except ValueError as error:
+        raise InvalidParameterError(str(error)) from None
+    latent_of = model.extra.get("latent", {}).get("input")
+    result["model"] = model.name
+    result["latent"] = (f"{model.name}'s estimator on {latent_of}" if latent_of else
+                        f"{model.name}'s sparse feature activations")
+    return result
+
+
 def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
     """Aggregate the job's catalog against ``store`` and write the report."""
     catalog = job.outputs.catalog
@@ -52,10 +96,13 @@ def aggregate_job(job: JobSpec, store: SurveyStore) -> AggregateResult:
                                        allow_partial=job.aggregate.allow_partial)
         causal = job.aggregate.causal
         if causal.enabled:
-            variables = store_variables(store, causal.rows, labels=causal.labels)
+            variables = causal_variables(causal, aggregates, store, job.output.storage_options)
             aggregates.causal = bootstrap_graphs(
                 np.column_stack(list(variables.values())), list(variables),
                 causal.resamples, causal.alpha).to_dict()
+        if job.aggregate.local_tests.enabled:
+            aggregates.local_tests = local_tests(job.aggregate.local_tests, aggregates, store,
+                                                 job.output.storage_options)
     checkpoints: dict[str, Checkpoint] = {}
     for model in job.models:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from .figures import (
     estimate_figure,
     explained_figure,
     frequency_figure,
+    local_tests_figure,
     montage_figure,
     pit_figure,
 )
@@ -126,23 +128,28 @@ def exemplar_images(store: SurveyStore, exemplars: dict[int, list[int]]
     return out
 
 
-def column_meaning(column: str) -> str:
-    """The :data:`COLUMN_MEANINGS` entry of ``column`` (or of its prefix), else ''."""
+def column_meaning(column: str, meanings: Mapping[str, str] | None = None) -> str:
+    """The meaning of ``column`` in ``meanings`` (a table's own), else its
+    :data:`COLUMN_MEANINGS` entry (or its prefix's), else ''."""
+    if meanings and column in meanings:
+        return meanings[column]
     if column in COLUMN_MEANINGS:
         return COLUMN_MEANINGS[column]
     prefix = column.rsplit("_", 1)[0]
     return COLUMN_MEANINGS.get(prefix, "") if prefix != column else ""
 
 
-def _table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """The frame as an HTML table, followed by what each of its columns means."""
+def _table(frame: pd.DataFrame, digits: int = 4,
+           meanings: Mapping[str, str] | None = None) -> str:
+    """The frame as an HTML table, followed by what each of its columns means (from
+    ``meanings``, for columns only this table has, or :data:`COLUMN_MEANINGS`)."""
     columns = [str(c) for c in frame.columns]
-    unexplained = [c for c in columns if not column_meaning(c)]
+    unexplained = [c for c in columns if not column_meaning(c, meanings)]
     if unexplained:
-        log.warning("report table columns without a meaning in COLUMN_MEANINGS: %s",
-                    ", ".join(unexplained))
-    glossary = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(column_meaning(c))}</dd>"
-                       for c in columns if column_meaning(c))
+        log.warning("report table columns without a meaning: %s", ", ".join(unexplained))
+    glossary = "".join(
+        f"<dt>{html.escape(c)}</dt><dd>{html.escape(column_meaning(c, meanings))}</dd>"
+        for c in columns if column_meaning(c, meanings))
     table = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}g}", border=0,
                           classes="t", na_rep="")
     return f'{table}<dl class="columns">{glossary}</dl>'
@@ -185,6 +192,8 @@ def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
         body.append(_calibration_section(target, table, aggregates, out_dir, summary))
     if aggregates.causal is not None:
         body.append(_causal_section(aggregates.causal, out_dir, summary))
+    if aggregates.local_tests is not None:
+        body.append(_local_tests_section(aggregates.local_tests, out_dir, summary))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     page = _PAGE.format(title=html.escape(title), rows=aggregates.rows,
                         catalog=html.escape(catalog_url), store=html.escape(store.url),
@@ -202,13 +211,69 @@ def _causal_section(graph: dict[str, Any], out: Path, summary: dict[str, Any]) -
                                     else " - ".join(e["pair"])),
                            "in the PC graph": "yes" if e["in_graph"] else "no",
                            "bootstrap frequency": e["bootstrap_frequency"]} for e in edges])
+    meanings = {"edge": "a pair of variables PC or a resample found adjacent; an arrow where "
+                        "PC oriented it (cause -> effect)",
+                "in the PC graph": "whether the fit on the whole sample has the edge",
+                "bootstrap frequency": "share of bootstrap resamples whose graph has the edge"}
     figure = causal_figure(graph, out, "causal_graph.png")
+    dropped = "".join(f"<li>{html.escape(name)}: {html.escape(why)}</li>"
+                      for name, why in graph.get("dropped", {}).items())
+    dropped = f"<p>Left out:</p><ul>{dropped}</ul>" if dropped else ""
     return ("<h2>Causal discovery</h2><p>PC (causal-learn, Fisher-z tests) over "
-            f"{', '.join(graph['variables'])}, on a random sample of the store; the frequency "
+            f"{', '.join(graph['variables'])}, on a random sample of the survey; the frequency "
             "is the share of bootstrap resamples (Dask tasks) whose graph has the edge. "
             "Fisher-z assumes linear relations, and latent causes (unmeasured quantities) "
             "make variables adjacent that no measured one separates.</p>"
-            + _img(figure, "causal graph") + _table(frame, 3))
+            + dropped + _img(figure, "causal graph") + _table(frame, 3, meanings))
+
+
+def _local_tests_section(result: dict[str, Any], out: Path, summary: dict[str, Any]) -> str:
+    """Per query: the local correlations' distribution against shuffles, the share of
+    dependent neighbourhoods and the verdict, unconditional and given the condition."""
+    summary["local_tests"] = result
+    rows = []
+    for test in result["tests"]:
+        for label, t in (("", test), (f" | {result['condition']}", test.get("conditional"))):
+            if t is None:
+                continue
+            rows.append({"query": test["query"] + label,
+                         "mean r": t["mean_correlation"], "mean |r|": t["mean_abs_correlation"],
+                         "mean |r| shuffled": t["mean_abs_correlation_permuted"],
+                         "predictive efficiency": t["mean_predictive_efficiency"],
+                         f"share p < {result['alpha']:g}": t["share_dependent"],
+                         "disjoint dependent": f"{t['disjoint_dependent']} of "
+                                               f"{t['disjoint_neighbourhoods']}",
+                         "binomial p": t["binomial_pvalue"],
+                         "verdict": "dependent" if t["dependent"] else "no evidence"})
+    figure = local_tests_figure(result, out, "local_tests.png")
+    alpha = f"{result['alpha']:g}"
+    meanings = {
+        "query": "label tested against the target (| c: after a quadratic in c is regressed "
+                 "out of both within each neighbourhood)",
+        "mean r": "mean over neighbourhoods of the target's correlation with the query",
+        "mean |r|": "mean of its absolute value",
+        "mean |r| shuffled": "the same with the query shuffled within each neighbourhood "
+                             "(what no dependence gives)",
+        "predictive efficiency": "mean share of the target's variance in a neighbourhood that "
+                                 "a quadratic in the query explains",
+        f"share p < {alpha}": "share of neighbourhoods whose permutation p-value is below "
+                              f"{alpha} (about {alpha} without dependence; overlapping "
+                              "neighbourhoods make it scatter)",
+        "disjoint dependent": f"of the neighbourhoods sharing no member, those with p < {alpha}",
+        "binomial p": f"one-sided binomial test of that count against {alpha}",
+        "verdict": "dependent where the binomial p is below 0.01"}
+    given = f", and given {result['condition']} (a quadratic in it regressed out of both " \
+            "within each neighbourhood)" if result["condition"] else ""
+    return ("<h2>Local independence tests</h2>"
+            f"<p>In the latent of {html.escape(result['latent'])}, each of "
+            f"{result['tests'][0]['neighbourhoods']} random galaxies' {result['k']} nearest "
+            f"neighbours (of {result['galaxies']:,} sampled) are galaxies the input describes "
+            f"alike; a correlation of {html.escape(result['target'])} with a query there is "
+            f"information the input did not carry{html.escape(given)}. Each neighbourhood's "
+            f"p-value is from {result['permutations']} shuffles of the query; the verdict is "
+            "a one-sided binomial test (level 0.01) of the neighbourhoods that share no "
+            "member, whose tests are independent under independence.</p>"
+            + _img(figure, "local correlations") + _table(pd.DataFrame(rows), 3, meanings))
 
 
 def _flags_section(aggregates: Aggregates, summary: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from ..models.preprocess import Normalization
 from ..models.targets import TargetSpec, label_columns, values_from_labels
 from ..store import Shard, SurveyStore
 
-__all__ = ["SPLITS", "StoreBatches", "split_of", "target_statistics"]
+__all__ = ["SPLITS", "StoreBatches", "split_of", "split_targets", "target_statistics"]
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 _SALT = np.uint64(0x5EED_5A1F_0B1E_C7ED)
@@ -50,17 +50,22 @@ def split_of(object_id: np.ndarray, val_fraction: float, test_fraction: float) -
         .astype(np.int8)
 
 
+def split_targets(store: SurveyStore, specs: Sequence[TargetSpec], val_fraction: float,
+                  test_fraction: float, split: str = "train") -> np.ndarray:
+    """(objects of ``split``, targets) values of the targets, NaN where unknown.
+
+    Reads only the id and label columns (a few bytes per object), no pixels.
+    """
+    batch = store.read(0, store.n_objects, images=False, labels=label_columns(specs),
+                       photometry=False)
+    values = values_from_labels(batch.labels, len(batch), specs)
+    return values[split_of(batch.object_id, val_fraction, test_fraction) == SPLITS[split]]
+
+
 def target_statistics(store: SurveyStore, specs: Sequence[TargetSpec], val_fraction: float,
                       test_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Mean and std of each target over the training split, and its number of usable rows.
-
-    Reads only the id and label columns (a few bytes per object).
-    """
-    labels = label_columns(specs)
-    batch = store.read(0, store.n_objects, images=False, labels=labels, photometry=False)
-    values = values_from_labels(batch.labels, len(batch), specs)
-    train = split_of(batch.object_id, val_fraction, test_fraction) == SPLITS["train"]
-    values = values[train]
+    """Mean and std of each target over the training split, and its number of usable rows."""
+    values = split_targets(store, specs, val_fraction, test_fraction)
     usable = int(np.isfinite(values).any(axis=1).sum())
     mean = np.nanmean(values, axis=0)
     std = np.nanstd(values, axis=0)

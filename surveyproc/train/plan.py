@@ -36,7 +36,7 @@ from ..models import (
 from ..models.domain import TrainingDomain
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
-from .data import StoreBatches, target_statistics
+from .data import StoreBatches, split_targets, target_statistics
 from .loop import EpochResult, FitResult, TrainConfig, evaluate, interleaved
 
 __all__ = [
@@ -194,7 +194,11 @@ class TrainingPlan:
         def batches(split: str) -> Iterable[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
             return self.stream(split, False).epoch()
 
-        return TrainingData(self.infos, batches, self._label, self.config)
+        def targets(split: str) -> np.ndarray:
+            t = self.train
+            return split_targets(self.store, self.specs, t.val_fraction, t.test_fraction, split)
+
+        return TrainingData(self.infos, batches, self._label, targets, self.config)
 
     def _label(self, name: str, object_ids: np.ndarray) -> np.ndarray | None:
         if name not in self.store.label_names:

@@ -19,14 +19,16 @@ def designed_store(url: str, n: int, seed: int = 0):
     """Two bands of 16x16 Gaussian blobs.  Band g: flux set by ``shared``, width by
     ``morphology``; band r: flux set by ``colour``.  Input 1 (g images) sees shared and
     morphology; input 2 (g and r aperture photometry) sees shared and colour, not the width
-    (the aperture holds nearly all the flux whatever the width)."""
+    (the aperture holds nearly all the flux whatever the width).  ``colour`` is a label too:
+the local tests ask whether it matters once input 1 is known."""
     from surveyproc.store import CutoutBatch, StoreSpec, StoreWriter, create_store, open_store
 
     rng = np.random.default_rng(seed)
     shared, morphology, colour = rng.uniform(-1, 1, (3, n))
     labels = {"y_unique": morphology + 0.05 * rng.standard_normal(n),
               "y_shared": shared + 0.05 * rng.standard_normal(n),
-              "y_synergy": np.sign(morphology) * np.sign(colour) + 0.1 * rng.standard_normal(n)}
+              "y_synergy": np.sign(morphology) * np.sign(colour) + 0.1 * rng.standard_normal(n),
+              "colour": colour}
     labels["y_shared"][::10] = np.nan  # unknown truths: their terms must be NaN
     yy, xx = np.mgrid[:16, :16] - 7.5
     r2 = (xx ** 2 + yy ** 2)[None]
@@ -91,11 +93,15 @@ train: {{epochs: 8, batch_size: 128, lr: 0.003, val_fraction: 0.1,
         test_fraction: 0.1}}
 resources: {{actors: 1, cpus_per_actor: 0.5, batch_size: 256}}
 infer: {{objects_per_shard: 1000}}
-aggregate: {{causal: {{enabled: true, rows: 1000, resamples: 4}}}}
+aggregate:
+  causal: {{enabled: true, rows: 1000, resamples: 4, labels: [y_shared, y_synergy, y_unique]}}
+  local_tests: {{enabled: true, target: y_synergy, queries: [colour, y_shared],
+                condition: y_unique, k: 50, neighbourhoods: 500, permutations: 100}}
 metrics: {{enabled: false}}
 """)
     for command in ("train", "infer", "aggregate"):
         assert main([command, str(job)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().err
 
     table = read_catalog(str(tmp_path / "out/catalog"))
     assert table.num_rows == 4000
@@ -121,3 +127,16 @@ metrics: {{enabled: false}}
     causal = summary["causal"]
     assert causal["variables"] == ["y_shared", "y_synergy", "y_unique"]
     assert "Causal discovery" in html and (tmp_path / "out/report/causal_graph.png").exists()
+
+    # local tests in input 1's latent (g images: it knows the morphology and the shared
+    # feature, not the colour): the synergy target still depends on the colour there, not
+    # on the shared feature, also given the morphology
+    local = summary["local_tests"]
+    assert local["latent"] == "info's estimator on images (g)"
+    verdicts = {t["query"]: (t["dependent"], t["conditional"]["dependent"])
+                for t in local["tests"]}
+    assert verdicts == {"colour": (True, True), "y_shared": (False, False)}, local["tests"]
+    assert "Local independence tests" in html and (tmp_path / "out/report/local_tests.png").exists()
+    assert len(table.column("info_latent")[0]) == 16
+    # every column of the information, causal and local-tests tables says what it means
+    assert "without a meaning" not in printed, printed

@@ -47,3 +47,35 @@ def test_edge_scores_count_hits():
     truth = {frozenset("ab"), frozenset("bc")}
     assert edge_scores({frozenset("ab"), frozenset("ac")}, truth)["precision"] == \
         pytest.approx(0.5)
+
+
+def test_sparse_activations_join_the_causal_variables(small):
+    """The synthetic catalog's feature 0 is always active and grows linearly with
+    metallicity: read from the catalog beside the store's labels, it lines up object by
+    object, and as an exact linear function of a variable before it PC leaves it out with a
+    reason instead of failing on a singular correlation matrix."""
+    from surveyproc.errors import InvalidParameterError
+    from surveyproc.jobs import CausalSection
+    from surveyproc.stats.causal import bootstrap_graphs
+    from surveyproc.stats.job import causal_variables
+
+    store, _, _, _, aggregates = small
+    settings = CausalSection(enabled=True, rows=1500, features=3,
+                             labels=["redshift", "metallicity"])
+    variables = causal_variables(settings, aggregates, store, None)
+    assert list(variables)[:3] == ["redshift", "metallicity", "mag_r"]
+    assert "sparse_f0" in variables and len(variables) == 6
+    assert 1300 < len(variables["redshift"]) < 1700  # a sample of the 3,000 rows
+    metallicity, f0 = variables["metallicity"], variables["sparse_f0"]
+    known = np.isfinite(metallicity)
+    np.testing.assert_allclose(f0[known], np.clip((metallicity[known] - 8.2) * 4, 0.01, None),
+                               rtol=1e-4)
+    graph = bootstrap_graphs(np.column_stack(list(variables.values())), list(variables),
+                             resamples=3)
+    assert graph.dropped == {"sparse_f0": "a linear function of redshift, metallicity, mag_r"}
+    assert "sparse_f0" not in graph.names and len(graph.names) == 5
+    assert graph.to_dict()["dropped"] == graph.dropped
+
+    with pytest.raises(InvalidParameterError, match="no sparse feature columns"):
+        causal_variables(CausalSection(features=2, feature_model="zpoint"), aggregates,
+                         store, None)
