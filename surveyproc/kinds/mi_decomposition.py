@@ -32,7 +32,7 @@ from ..errors import InvalidParameterError
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
 from ..models.information import TERMS, entropy_bits, information_terms, mmi_decomposition
-from ..models.mi_decomposition import EncoderInput, InformationEstimators
+from ..models.mi_decomposition import EncoderInput, InformationEstimators, InformationOutput
 from .base import (
     MAGNITUDE_EDGES,
     MAGNITUDE_LABEL,
@@ -132,8 +132,9 @@ def _encoder_input(settings: InputSettings, bands: Sequence[str], model: str) ->
         EncoderInput(photometry=index)
 
 
-def _log_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(model(x).logits.float(), dim=-1)
+def _log_probabilities(output: InformationOutput) -> torch.Tensor:
+    """(3, batch, targets, bins) log-probabilities of the three estimators' bins."""
+    return torch.log_softmax(output.logits.float(), dim=-1)
 
 
 #: What each term means, in the report's tables.
@@ -175,14 +176,14 @@ class InformationTask:
                             for j, grid in enumerate(self.grids)], dim=1)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logp = _log_probabilities(model, x)  # (3, batch, targets, bins)
+        logp = _log_probabilities(model(x))  # (3, batch, targets, bins)
         known = torch.isfinite(y)
         picked = logp.gather(3, self.bins(y)[None, :, :, None].expand(3, -1, -1, 1))[..., 0]
         return -(picked * known).sum() / known.sum().clamp(min=1)
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         """(batch, 3 x targets x bins) log-probabilities, flattened per galaxy."""
-        logp = _log_probabilities(model, x).permute(1, 0, 2, 3)
+        logp = _log_probabilities(model(x)).permute(1, 0, 2, 3)
         return logp.reshape(len(x), -1).cpu().numpy()
 
     def metrics(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -339,7 +340,7 @@ class MIDecompositionKind(ModelKind):
               ) -> dict[str, np.ndarray]:
         assert isinstance(module, InformationEstimators) and columns.grids is not None
         output = module(x)
-        logp = torch.log_softmax(output.logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+        logp = _log_probabilities(output).cpu().numpy().astype(np.float64)
         entropies = columns.extra["prior_entropy_bits"]
         out: dict[str, np.ndarray] = {}
         if "latent" in columns.extra:

@@ -100,12 +100,9 @@ def discover(data: np.ndarray, names: Sequence[str], alpha: float = 0.01) -> Cau
     from causallearn.search.ConstraintBased.PC import pc
 
     dropped = collinear(data, names)
-    if dropped:
-        keep = [j for j, name in enumerate(names) if name not in dropped]
-        graph = discover(np.asarray(data)[:, keep], [names[j] for j in keep], alpha)
-        graph.dropped = dropped
-        return graph
-    x = _standardised(data)
+    keep = [j for j, name in enumerate(names) if name not in dropped]
+    names = [names[j] for j in keep]
+    x = _standardised(np.asarray(data)[:, keep])
     graph = pc(x, alpha, "fisherz", show_progress=False).G.graph
     adjacent, directed = set(), set()
     for i, j in itertools.combinations(range(len(names)), 2):
@@ -116,7 +113,7 @@ def discover(data: np.ndarray, names: Sequence[str], alpha: float = 0.01) -> Cau
             directed.add((names[i], names[j]))
         elif graph[i, j] == 1 and graph[j, i] == -1:
             directed.add((names[j], names[i]))
-    return CausalGraph(list(names), adjacent, directed)
+    return CausalGraph(names, adjacent, directed, dropped=dropped)
 
 
 def bootstrap_graphs(data: np.ndarray, names: Sequence[str], resamples: int,
