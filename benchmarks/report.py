@@ -20,7 +20,8 @@ from pathlib import Path
 from benchlib import RESULTS, ROOT
 
 #: Sections in the order they appear (each a module of this directory with ``render``).
-BENCHMARKS = ["store_read", "synth", "sfnet_vs_pca", "vaenf_calibration", "causal_recovery",
+BENCHMARKS = ["store_read", "synth", "sfnet_vs_pca", "vaenf_calibration", "clap_calibration",
+              "causal_recovery",
               "local_tests",
               "aggregate",
               "infer_throughput", "infer_profile", "train_scaling", "scale", "soak"]

@@ -36,6 +36,7 @@ from surveyproc.models import (
     TargetInfo,
     resolve_targets,
 )
+from surveyproc.models.inputs import ImageInput
 from surveyproc.train import (
     StoreBatches,
     TrainConfig,
@@ -78,7 +79,7 @@ def run_family(store, family: str, seeds: list[int], ks: list[int], config: Trai
     shards = store.plan_shards()
 
     def stream(split: str, norm: Normalization, shuffle: bool, seed: int = 0) -> StoreBatches:
-        return StoreBatches(store, shards, split, specs, norm, VAL, TEST,
+        return StoreBatches(store, shards, split, specs, ImageInput(norm), VAL, TEST,
                             batch_size=config.batch_size, shuffle=shuffle, seed=seed)
 
     sample = np.concatenate([x for x, _, _ in stream("train", Normalization((1.0,)), False)

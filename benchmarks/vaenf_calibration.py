@@ -43,7 +43,7 @@ RMSE_FACTOR, RMSE_TARGETS = 1.1, ("log_mstar", "redshift")
 def _test_batches(store, checkpoint, batch_size: int):
     specs = resolve_targets([t.name for t in checkpoint.targets], store.label_names)
     provenance = checkpoint.provenance["train"]
-    return StoreBatches(store, store.plan_shards(), "test", specs, checkpoint.normalization,
+    return StoreBatches(store, store.plan_shards(), "test", specs, checkpoint.model_input(),
                         provenance["val_fraction"], provenance["test_fraction"],
                         batch_size=batch_size, shuffle=False)
 

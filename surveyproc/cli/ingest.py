@@ -1,4 +1,4 @@
-"""``surveyproc ingest cutouts|images``: real survey files into a store."""
+"""``surveyproc ingest cutouts|images|table``: real survey files into a store."""
 
 from __future__ import annotations
 
@@ -49,6 +49,75 @@ def _add_catalog_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--photometry-unit", choices=("nanomaggy", "mag"), default="nanomaggy",
                        help="unit of the photometry columns; AB mags become nanomaggies")
     add_storage_option(parser, "--input-option", None, "the input files")
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    """``["g=modelMag_g", ...]`` -> ``{"g": "modelMag_g"}`` (one line on a malformed pair)."""
+    out: dict[str, str] = {}
+    for pair in values:
+        name, sep, column = pair.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            msg = f"{flag} {pair!r} must look like NAME=COLUMN"
+            raise InvalidParameterError(msg)
+        out[name.strip()] = column.strip()
+    return out
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from ..store.ingest import CatalogColumns, ingest_table
+
+    id_from = tuple(c for c in (args.id_from or "").split(",") if c)
+    columns = CatalogColumns(
+        id_column=args.id_column, id_from=id_from, row_ids=args.row_ids,
+        ra=args.ra_column, dec=args.dec_column,
+        photometry=_pairs(args.photometry, "--photometry"),
+        photometry_error=_pairs(args.photometry_error, "--photometry-error"),
+        photometry_unit=args.photometry_unit,
+        label_columns=_pairs(args.label, "--label"), where=args.where)
+    report = ingest_table(args.url, args.catalog, columns, survey=args.survey,
+                          label_units=_pairs(args.label_unit, "--label-unit"),
+                          overwrite=args.overwrite,
+                          storage_options=storage_options(args.storage_option),
+                          input_storage_options=storage_options(args.input_option))
+    print(report.format())
+    return 0
+
+
+def _add_table_command(kinds: argparse._SubParsersAction) -> None:
+    table = kinds.add_parser(
+        "table", help="a table of photometry (CSV, Parquet, FITS) as a photometry-only store",
+        description="Write a catalog's photometry, errors and labels (e.g. SDSS model "
+                    "magnitudes with spectroscopic redshifts) as a store without images; "
+                    "models with 'inputs: photometry' train and infer on it.")
+    table.add_argument("url", help="path or fsspec URL of the new store")
+    table.add_argument("--catalog", required=True, help="table file: .csv, .parquet, .fits, "
+                       ".ecsv")
+    ids = table.add_mutually_exclusive_group()
+    ids.add_argument("--id-column", default="object_id", help="unique integer id (object_id)")
+    ids.add_argument("--id-from", default=None, metavar="A,B,...",
+                     help="hash these columns into ids (e.g. plate,mjd,fiberid)")
+    ids.add_argument("--row-ids", action="store_true", help="number objects by table row")
+    table.add_argument("--ra-column", default="ra")
+    table.add_argument("--dec-column", default="dec")
+    table.add_argument("--photometry", action="append", default=[], required=True,
+                       metavar="BAND=COLUMN", help="a band's flux or magnitude column "
+                       "(repeatable, in band order)")
+    table.add_argument("--photometry-error", action="append", default=[],
+                       metavar="BAND=COLUMN", help="its 1-sigma error column (repeatable)")
+    table.add_argument("--photometry-unit", choices=("nanomaggy", "mag"), default="mag",
+                       help="unit of the photometry columns (mag: AB magnitudes, stored as "
+                            "nanomaggies; sentinels such as -9999 become missing)")
+    table.add_argument("--label", action="append", default=[], metavar="NAME=COLUMN",
+                       help="store a column as labels/NAME (repeatable), e.g. redshift=z")
+    table.add_argument("--label-unit", action="append", default=[], metavar="NAME=UNIT",
+                       help="unit of a label (repeatable)")
+    table.add_argument("--where", default=None, metavar="EXPR",
+                       help="keep rows where EXPR holds, e.g. 'class == \"GALAXY\"'")
+    table.add_argument("--survey", default="table", help="survey name for the store")
+    table.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    add_storage_option(table)
+    add_storage_option(table, "--input-option", None, "the table file")
+    table.set_defaults(func=_cmd_table)
 
 
 def _print_report(report, url: str) -> None:
@@ -160,6 +229,7 @@ def add_ingest_commands(commands: argparse._SubParsersAction) -> None:
     _add_shared(images)
     _add_catalog_options(images)
     images.set_defaults(func=_cmd_images)
+    _add_table_command(kinds)
 
 
 def _add_shared(parser: argparse.ArgumentParser) -> None:

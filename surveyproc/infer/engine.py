@@ -136,7 +136,9 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
         checkpoint = Checkpoint.from_bytes(data, f"checkpoint {redact(url)}")
         build_network(checkpoint)  # weights of another architecture: refused here, not in actors
         checkpoint.check_store(store.bands, (store.layout.height, store.layout.width),
-                               f"store {store.url}")
+                               f"store {store.url}", has_images=store.layout.has_images,
+                               photometry_bands=store.layout.photometry_bands,
+                               error_bands=store.layout.photometry_error_bands)
         for warning in checkpoint.check_domain(store.attrs, f"store {store.url}",
                                                job.infer.pixel_scale_tolerance):
             if warning not in warnings:

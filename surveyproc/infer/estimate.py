@@ -1,8 +1,10 @@
 """Every model of a run applied to one batch of pixels: read once, infer many.
 
-The estimator turns raw cutouts into catalog columns; each model's kind says
-how its outputs become columns.  Models that share an input normalisation
-share the normalised tensor, made on the host by :meth:`Estimator.prepare`
+The estimator turns raw cutouts (or photometry, for models that read it: see
+:mod:`surveyproc.models.inputs`) into catalog columns; each model's kind says
+how its outputs become columns.  Models that share an input (one normalisation,
+or one photometry standardisation) share its tensor, made on the host by
+:meth:`Estimator.prepare`
 (inference calls it on its reader threads, beside the models); on a GPU it
 moves once, pinned, models run under ``torch.inference_mode`` with bf16
 autocast and channels_last, and only the small outputs come back.  On a CPU
@@ -25,7 +27,7 @@ from ..errors import InvalidParameterError
 from ..flags import Flag
 from ..kinds import ModelKind, build_network, get_kind
 from ..models.checkpoint import Checkpoint
-from ..models.preprocess import Normalization
+from ..models.inputs import ImageInput, PhotometryInput
 from ..models.targets import TargetSpec, label_columns, resolve_targets, values_from_labels
 
 __all__ = ["Estimator", "LoadedModel", "blank_rows", "merge_flags", "model_columns",
@@ -144,8 +146,28 @@ class Estimator:
             self.models.append(LoadedModel(
                 columns, checkpoint, module, kind,
                 _truth_specs(checkpoint, store_labels) if kind.needs_truth else None))
-        self._norms: dict[tuple[float, ...], Normalization] = {
-            m.checkpoint.normalization.scale: m.checkpoint.normalization for m in self.models}
+        self._inputs: dict[tuple, ImageInput | PhotometryInput] = {}
+        self._input_of: list[tuple] = []
+        for m in self.models:
+            model_input = m.checkpoint.model_input()
+            self._inputs.setdefault(model_input.key, model_input)
+            self._input_of.append(model_input.key)
+
+    @property
+    def reads_images(self) -> bool:
+        """Whether some model reads cutouts (else the pixels need not be read)."""
+        return any(i.reads_images for i in self._inputs.values())
+
+    @property
+    def reads_photometry(self) -> bool:
+        """Whether some model reads the store's photometry."""
+        return any(i.reads_photometry for i in self._inputs.values())
+
+    @property
+    def photometry_bands(self) -> list[str]:
+        """The bands whose photometry some model reads."""
+        return sorted({b for i in self._inputs.values() if isinstance(i, PhotometryInput)
+                       for b in i.bands})
 
     @property
     def truth_labels(self) -> list[str]:
@@ -166,19 +188,29 @@ class Estimator:
     def warm_up(self, bands: int, height: int, width: int, n: int = 16) -> None:
         """Run a small batch of zeros once, so that one-time costs (oneDNN primitives,
         cuDNN autotuning, allocator growth) are paid at start-up, not in the first shard."""
-        self(np.zeros((n, bands, height, width), dtype=np.float32))
+        images = np.zeros((n, bands, height, width), dtype=np.float32) \
+            if self.reads_images else None
+        ones = dict.fromkeys(self.photometry_bands, np.ones(n, dtype=np.float32))
+        self.run(self.prepare(images, ones))
 
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Columns (1-D, or 2-D for list columns) of every model for ``images`` (n, b, h, w)."""
-        return self.run(self.prepare(images))
+    def __call__(self, images: np.ndarray | None,
+                 photometry: Mapping[str, np.ndarray] | None = None,
+                 errors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Columns (1-D, or 2-D for list columns) of every model for ``images`` (n, b, h, w)
+        and, for models that read it, the batch's photometry and its errors per band."""
+        return self.run(self.prepare(images, photometry, errors))
 
-    def prepare(self, images: np.ndarray) -> dict[tuple[float, ...], torch.Tensor]:
-        """Each normalisation's network input for raw ``images``, on the host (inference
-        calls this on its reader threads; :meth:`run` moves the inputs to the device)."""
-        return {scale: norm.apply(images) for scale, norm in self._norms.items()}
+    def prepare(self, images: np.ndarray | None,
+                photometry: Mapping[str, np.ndarray] | None = None,
+                errors: Mapping[str, np.ndarray] | None = None) -> dict[tuple, torch.Tensor]:
+        """Each input's network tensor for raw ``images`` (and photometry), on the host
+        (inference calls this on its reader threads; :meth:`run` moves them to the device)."""
+        photometry, errors = photometry or {}, errors or {}
+        return {key: model_input.apply(model_input.raw(images, photometry, errors))
+                for key, model_input in self._inputs.items()}
 
     @torch.inference_mode()
-    def run(self, inputs: dict[tuple[float, ...], torch.Tensor],
+    def run(self, inputs: dict[tuple, torch.Tensor],
             forward_seconds: list[float] | None = None,
             labels: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every model's columns for :meth:`prepare`'s ``inputs`` (``labels``: the batch's
@@ -186,13 +218,11 @@ class Estimator:
         given, the time inside the networks' forward passes is appended to it (the rest is
         moving inputs and the kinds' output handling; on a GPU the passes are asynchronous,
         so the wait for them falls in the output handling)."""
-        if self.cuda:  # pixels move once per normalisation, whatever the number of models
-            inputs = {scale: (x if x.is_cuda else x.pin_memory().to(
-                self.device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
-                for scale, x in inputs.items()}
+        if self.cuda:  # an input moves once, whatever the number of models reading it
+            inputs = {key: _to_device(x, self.device) for key, x in inputs.items()}
         out: dict[str, np.ndarray] = {}
-        for model in self.models:
-            x = inputs[model.checkpoint.normalization.scale]
+        for model, key in zip(self.models, self._input_of, strict=True):
+            x = inputs[key]
             timing = (contextlib.nullcontext() if forward_seconds is None
                       else _timing_forward(model.module, forward_seconds))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda), timing:
@@ -200,6 +230,12 @@ class Estimator:
                 out.update(model.kind.infer(model.module, x, model.columns, model.checkpoint,
                                             truth))
         return out
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pinned, asynchronous copy; cutouts in channels_last (the convolutions' layout)."""
+    moved = x if x.is_cuda else x.pin_memory().to(device, non_blocking=True)
+    return moved.contiguous(memory_format=torch.channels_last) if moved.dim() == 4 else moved
 
 
 def _truth_specs(checkpoint: Checkpoint, store_labels: Sequence[str]

@@ -142,7 +142,7 @@ class _Unit:
     network inputs (the raw pixels are dropped once checked) and what the thread spent."""
 
     batch: CutoutBatch  # images None
-    inputs: dict[tuple[float, ...], torch.Tensor]
+    inputs: dict[tuple, torch.Tensor]
     pixel_flags: np.ndarray
     no_signal: np.ndarray
     outside: np.ndarray  # outside a model's training domain
@@ -173,7 +173,7 @@ class ShardProcessor:
         domains: dict[str, TrainingDomain] = {}  # models trained on one sample: check once
         for _, checkpoint in loaded:
             domain = checkpoint.training_domain
-            if domain is not None:
+            if domain is not None and domain.source == "images":  # per-object pixel checks
                 domains[repr(checkpoint.domain)] = domain
         self.domains = list(domains.values())
         lay = self.store.layout
@@ -205,17 +205,26 @@ class ShardProcessor:
 
     def _read_unit(self, start: int, stop: int) -> _Unit:
         t0 = time.perf_counter()
-        batch = self.store.read(start, stop, labels=self.read_labels, photometry=False,
-                                quarantine=True)
+        estimator = self.estimator
+        batch = self.store.read(start, stop, labels=self.read_labels,
+                                images=estimator.reads_images,
+                                photometry=estimator.reads_photometry, quarantine=True)
         t1 = time.perf_counter()
         images = batch.images
-        assert images is not None
-        pixel_flags, no_signal = pixel_checks(images)
-        outside, reasons = self._outside(images)
+        if images is not None:
+            pixel_flags, no_signal = pixel_checks(images)
+            outside, reasons = self._outside(images)
+        else:  # photometry models only: nothing to measure where every band is missing
+            pixel_flags = np.zeros(len(batch), dtype=np.int32)
+            known = [np.isfinite(batch.photometry[b]) for b in estimator.photometry_bands
+                     if b in batch.photometry]
+            no_signal = ~np.any(known, axis=0) if known else np.zeros(len(batch), dtype=bool)
+            outside, reasons = np.zeros(len(batch), dtype=bool), {}
         t2 = time.perf_counter()
-        inputs = self.estimator.prepare(images)
+        inputs = estimator.prepare(images, batch.photometry, batch.photometry_error)
         pixel_bytes = 0 if batch.unreadable else batch.nbytes
         batch.images = None
+        batch.photometry, batch.photometry_error = {}, {}
         return _Unit(batch, inputs, pixel_flags, no_signal, outside, reasons, pixel_bytes,
                      {"read": t1 - t0, "checks": t2 - t1,
                       "prepare": time.perf_counter() - t2})

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ from ..models.checkpoint import Checkpoint, TargetInfo
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MAGNITUDE_LABEL", "KindAggregator", "ModelKind", "ModelSettings", "ReportContext",
+__all__ = ["MAGNITUDE_LABEL", "InputsSettings", "KindAggregator", "ModelKind", "ModelSettings",
+           "ReportContext",
            "Task", "TrainingData"]
 
 
@@ -64,6 +65,18 @@ class ModelSettings(BaseModel):
     @classmethod
     def _name_is_a_path_component(cls, name: str) -> str:
         return _path_component(name, "model name")
+
+
+class InputsSettings(ModelSettings):
+    """Settings of a kind that reads images or photometry (``input_sources`` of both)."""
+
+    inputs: Literal["images", "photometry"] = Field(
+        "images", description="images: a ResNet-18 on the cutouts; photometry: an MLP on "
+        "the store's photometry (asinh magnitudes, colours and, where the store has them, "
+        "errors), e.g. on a photometry-only store from 'surveyproc ingest table'.")
+    mlp_hidden: int = Field(256, ge=8, description="Hidden units of the photometry MLP.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout rate of the "
+                           "photometry MLP.")
 
 
 class Task(Protocol):
@@ -152,6 +165,9 @@ class ModelKind:
     #: columns measure something against the truth, e.g. information terms); inference
     #: then reads those labels with the pixels.
     needs_truth: ClassVar[bool] = False
+    #: The inputs the kind's networks can read (its settings' ``inputs`` choices; a kind
+    #: without that setting reads images): see :mod:`surveyproc.models.inputs`.
+    input_sources: ClassVar[tuple[str, ...]] = ("images",)
 
     # -- building and training ----------------------------------------------------------
 

@@ -1,9 +1,10 @@
-"""Kind ``binned_density``: ResNet-18 -> softmax over bins of one target, read as its PDF."""
+"""Kind ``binned_density``: ResNet-18 (or, with ``inputs: photometry``, an MLP on the photometry)
+-> softmax over bins of one target, read as its PDF: the plain baseline of CLAP's paper."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,7 +15,8 @@ from ..catalog.schema import ModelColumns
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.density import BinnedDensity
 from ..models.grid import Grid
-from .base import ModelKind, ModelSettings
+from ..models.inputs import build_trunk, input_source
+from .base import InputsSettings, ModelKind, ModelSettings
 from .columns import density_columns, density_outputs
 from .registry import register_kind
 from .tasks import DensityTask
@@ -22,8 +24,8 @@ from .tasks import DensityTask
 __all__ = ["BinnedDensityKind", "BinnedDensitySettings"]
 
 
-class BinnedDensitySettings(ModelSettings):
-    """A PDF of one target on a grid of equal bins."""
+class BinnedDensitySettings(InputsSettings):
+    """A PDF of one target on a grid of equal bins, from images or photometry."""
 
     grid: Grid = Field(description="Bins of the target: low, high, n_bins.")
 
@@ -40,11 +42,14 @@ class BinnedDensityKind(ModelKind):
     """Cross-entropy over the bins during training; a PDF column per galaxy in the catalog."""
 
     name = "binned_density"
-    description = "ResNet-18 -> softmax over target bins (PDF)"
-    settings = BinnedDensitySettings
+    description = "ResNet-18 (or an MLP on photometry) -> softmax over target bins (PDF)"
+    settings: ClassVar[type[ModelSettings]] = BinnedDensitySettings
+    input_sources = ("images", "photometry")
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
-        return BinnedDensity(config["in_bands"], Grid(**config["grid"]), config.get("width", 64))
+        trunk = build_trunk(config) if input_source(config) == "photometry" else None
+        return BinnedDensity(config["in_bands"], Grid(**config["grid"]), config.get("width", 64),
+                             trunk)
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> DensityTask:
         return DensityTask(Grid(**config["grid"]), targets[0])

@@ -18,6 +18,7 @@ import io
 import json
 import pickle
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from ..errors import CheckpointMismatchError, CheckpointNotFoundError
 from ..fs import read_bytes, redact, write_bytes_atomic
 from .domain import TrainingDomain
+from .inputs import ImageInput, PhotometryInput, input_source
 from .preprocess import Normalization
 
 __all__ = ["Checkpoint", "TargetInfo", "load_checkpoint", "save_checkpoint"]
@@ -81,9 +83,35 @@ class Checkpoint:
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    def model_input(self) -> ImageInput | PhotometryInput:
+        """What the network reads: normalised cutouts, or standardised photometry."""
+        if input_source(self.config) == "photometry":
+            return PhotometryInput.from_dict(self.config["photometry_input"])
+        return ImageInput(self.normalization)
+
     def check_store(self, bands: tuple[str, ...] | list[str], image_size: tuple[int, int],
-                    where: str) -> None:
-        """Refuse a store whose band order or cutout size differ from training."""
+                    where: str, *, has_images: bool = True,
+                    photometry_bands: Sequence[str] = (),
+                    error_bands: Sequence[str] = ()) -> None:
+        """Refuse a store the model cannot read: for an image model, other band order or
+        cutout size than training's, or no images; for a photometry model, a band's
+        photometry (or, when it was trained with them, its errors) missing."""
+        model_input = self.model_input()
+        if isinstance(model_input, PhotometryInput):
+            for kind, have, needed in (("photometry", photometry_bands, model_input.bands),
+                                       ("photometry errors", error_bands,
+                                        model_input.bands if model_input.errors else ())):
+                missing = [b for b in needed if b not in have]
+                if missing:
+                    msg = (f"model {self.model_id} reads the {kind} of "
+                           f"{','.join(needed)} but {where} has no {kind} of "
+                           f"{','.join(missing)}")
+                    raise CheckpointMismatchError(msg)
+            return
+        if not has_images:
+            msg = (f"model {self.model_id} reads images but {where} has none (a "
+                   "photometry-only store); train a model with 'inputs: photometry' for it")
+            raise CheckpointMismatchError(msg)
         if list(bands) != list(self.bands):
             msg = (f"model {self.model_id} was trained on bands {','.join(self.bands)} but "
                    f"{where} has {','.join(bands)}; use a store with the same bands in the same "

@@ -9,6 +9,7 @@ over-confident; the calibrated version is a later model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -40,11 +41,13 @@ class BinnedDensity(nn.Module):
     True
     """
 
-    def __init__(self, in_bands: int, grid: Grid, width: int = 64) -> None:
+    def __init__(self, in_bands: int, grid: Grid, width: int = 64,
+                 trunk: nn.Module | None = None) -> None:
         super().__init__()
         self.grid = grid
-        self.backbone = ResNet18(in_bands, width)
-        self.head = nn.Linear(self.backbone.out_features, grid.n_bins)
+        #: a ResNet-18 on the cutouts, or the given trunk (the photometry MLP)
+        self.backbone = trunk if trunk is not None else ResNet18(in_bands, width)
+        self.head = nn.Linear(cast(int, self.backbone.out_features), grid.n_bins)
 
     def forward(self, x: torch.Tensor) -> DensityOutput:
         feats = torch.relu(self.backbone(x))

@@ -51,6 +51,9 @@ class TrainingDomain:
     noise: list[float]  # median per band of the training sample, in flux_unit per pixel
     intervals: dict[str, list[list[float]]]  # feature -> per band [lo, hi] (widened)
     n_sample: int
+    #: "images", or "photometry" for a model that reads a store's photometry: its domain
+    #: is the flux unit alone (no pixels, so no per-object pixel checks)
+    source: str = "images"
 
     # -- fitting and storing ----------------------------------------------------------------
 
@@ -77,6 +80,13 @@ class TrainingDomain:
             hi = np.where(np.isfinite(hi), hi + MARGIN * width, np.inf)
             domain.intervals[name] = [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
         return domain
+
+    @classmethod
+    def of_photometry(cls, bands: list[str] | tuple[str, ...], attrs: dict[str, Any],
+                      n_sample: int) -> TrainingDomain:
+        """The domain of a model trained on a store's photometry: its flux unit."""
+        return cls(list(bands), str(attrs.get("flux_unit", "unknown")), 0.0, None, {},
+                   [0.0] * len(bands), {}, n_sample, "photometry")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +147,8 @@ class TrainingDomain:
                    f"{self.flux_unit!r}; ingest it calibrated (surveyproc ingest ... "
                    "--zero-point ZP converts to nanomaggies)")
             raise CheckpointMismatchError(msg)
+        if self.source == "photometry":
+            return []
         scale = float(attrs.get("pixel_scale", 0.0))
         if self.pixel_scale > 0 and abs(scale / self.pixel_scale - 1) > pixel_scale_tolerance:
             msg = (f"{where} has {scale:.4g} arcsec/pixel but model {model} was trained at "

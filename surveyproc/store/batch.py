@@ -27,6 +27,8 @@ class CutoutBatch:
     #: int32 bitmask per object; omitted = all zero.
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     photometry: dict[str, np.ndarray] = field(default_factory=dict)
+    #: 1-sigma errors of ``photometry``, where the store has them
+    photometry_error: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     #: the quarantined chunks whose pixels are NaN placeholders, "objects A-B: cause" each;
     #: empty when every pixel was read
@@ -38,6 +40,7 @@ class CutoutBatch:
             self.flags = np.zeros(n, dtype=np.int32)
         columns = {"ra": self.ra, "dec": self.dec, "flags": self.flags,
                    **{f"photometry/{k}": v for k, v in self.photometry.items()},
+                   **{f"photometry_error/{k}": v for k, v in self.photometry_error.items()},
                    **{f"labels/{k}": v for k, v in self.labels.items()}}
         if self.images is not None:
             columns["images"] = self.images
@@ -58,7 +61,8 @@ class CutoutBatch:
     def nbytes(self) -> int:
         """Bytes held by all arrays (what a reader moved, decompressed)."""
         arrays: list[np.ndarray] = [self.object_id, self.ra, self.dec, self.flags,
-                                    *self.photometry.values(), *self.labels.values()]
+                                    *self.photometry.values(), *self.photometry_error.values(),
+                                    *self.labels.values()]
         if self.images is not None:
             arrays.append(self.images)
         return sum(int(a.nbytes) for a in arrays)
@@ -86,5 +90,7 @@ class CutoutBatch:
             images=None if first.images is None else cat(lambda b: b.images),
             flags=cat(lambda b: b.flags),
             photometry={k: cat(lambda b, k=k: b.photometry[k]) for k in first.photometry},
+            photometry_error={k: cat(lambda b, k=k: b.photometry_error[k])
+                              for k in first.photometry_error},
             labels={k: cat(lambda b, k=k: b.labels[k]) for k in first.labels},
         )

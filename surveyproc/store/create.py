@@ -60,17 +60,18 @@ def create_store(
     n = spec.n_objects
     chunk = min(spec.chunk_objects, n)
     shard = None if spec.shard_chunks is None else min(unit, -(-n // chunk) * chunk)
-    image_shape = (n, len(spec.bands), spec.height, spec.width)
-    group.create_array(
-        layout.IMAGES,
-        shape=image_shape,
-        chunks=(chunk, *image_shape[1:]),
-        shards=None if shard is None else (shard, *image_shape[1:]),
-        dtype=spec.dtype,
-        compressors=layout.compressors(spec.compression),
-        fill_value=np.nan,
-        dimension_names=("object", "band", "y", "x"),
-    )
+    if spec.images:
+        image_shape = (n, len(spec.bands), spec.height, spec.width)
+        group.create_array(
+            layout.IMAGES,
+            shape=image_shape,
+            chunks=(chunk, *image_shape[1:]),
+            shards=None if shard is None else (shard, *image_shape[1:]),
+            dtype=spec.dtype,
+            compressors=layout.compressors(spec.compression),
+            fill_value=np.nan,
+            dimension_names=("object", "band", "y", "x"),
+        )
     # 1-D columns are chunked in large windows (one request per column per window
     # for readers); StoreWriter.add_columns writes them window by window.
     column_chunk = spec.column_chunk_objects
@@ -87,6 +88,8 @@ def create_store(
     if spec.photometry:
         for band in spec.bands:
             column(f"{layout.PHOTOMETRY}/{band}", layout.PHOTOMETRY_DTYPE, np.nan)
+            if spec.photometry_errors:
+                column(f"{layout.PHOTOMETRY_ERROR}/{band}", layout.PHOTOMETRY_DTYPE, np.nan)
     for name in spec.labels:
         column(f"{layout.LABELS}/{name}", layout.LABEL_DTYPE, np.nan)
     group.attrs.update(spec.attributes(_provenance(provenance)))
@@ -180,6 +183,8 @@ class StoreWriter:
         self._array(layout.FLAGS)[rows] = batch.flags
         for band, values in batch.photometry.items():
             self._array(f"{layout.PHOTOMETRY}/{band}")[rows] = values
+        for band, values in batch.photometry_error.items():
+            self._array(f"{layout.PHOTOMETRY_ERROR}/{band}")[rows] = values
         for name, values in batch.labels.items():
             self._array(f"{layout.LABELS}/{name}")[rows] = values
 
@@ -217,4 +222,5 @@ def _rows(batch: CutoutBatch, start: int, stop: int) -> CutoutBatch:
     return CutoutBatch(start=start, object_id=batch.object_id[cut], ra=batch.ra[cut],
                        dec=batch.dec[cut], flags=batch.flags[cut],
                        photometry={k: v[cut] for k, v in batch.photometry.items()},
+                       photometry_error={k: v[cut] for k, v in batch.photometry_error.items()},
                        labels={k: v[cut] for k, v in batch.labels.items()})

@@ -34,7 +34,7 @@ def _stored_bytes(store: SurveyStore) -> int | None:
 def describe_store(store: SurveyStore) -> dict[str, Any]:
     """Everything ``surveyproc info`` shows, as plain JSON-able values."""
     lay = store.layout
-    images = store.array(layout.IMAGES)
+    images = store.array(layout.IMAGES) if lay.has_images else None
     attrs = store.attrs
     units = attrs.get("label_units", {})
     notes = attrs.get("label_notes", {})
@@ -53,14 +53,16 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
         "chunk_objects": lay.chunk_objects,
         "n_chunks": -(-lay.n_objects // lay.chunk_objects),
         "shard_objects": lay.write_unit if lay.sharded else None,
-        "compression": compression_name(images.compressors),
-        "uncompressed_bytes": int(images.nbytes),
+        "has_images": lay.has_images,
+        "compression": compression_name(images.compressors) if images is not None else "none",
+        "uncompressed_bytes": int(images.nbytes) if images is not None else 0,
         "stored_bytes": _stored_bytes(store),
         "labels": {name: {"unit": units.get(name, ""), "note": notes.get(name, ""),
                           **_column_summary(store.read_column(f"{layout.LABELS}/{name}"))}
                    for name in lay.labels},
         "photometry": {band: _column_summary(store.read_column(f"{layout.PHOTOMETRY}/{band}"))
                        for band in lay.photometry_bands},
+        "photometry_errors": list(lay.photometry_error_bands),
         "flags": count_flags(store.read_column(layout.FLAGS)),
         "provenance": attrs.get("provenance", {}),
     }
@@ -128,8 +130,9 @@ def format_description(d: dict[str, Any]) -> str:
         f"bands       {' '.join(d['bands'])}  (zero points {zp}; {d['flux_unit']}; "
         f"{d['pixel_scale']:.4g} arcsec/pixel)",
         *_calibration_lines(d.get("calibration"), d["flux_unit"]),
-        f"images      {n} x {b} x {h} x {w} {d['dtype']}, {_bytes(d['uncompressed_bytes'])} "
-        f"raw, {_bytes(stored)} stored{ratio}",
+        (f"images      {n} x {b} x {h} x {w} {d['dtype']}, {_bytes(d['uncompressed_bytes'])} "
+         f"raw, {_bytes(stored)} stored{ratio}" if d.get("has_images", True) else
+         f"images      none (a photometry-only store), {_bytes(stored)} stored"),
         f"chunking    {d['chunk_objects']} objects per chunk ({d['n_chunks']} chunks){shard}, "
         f"{d['compression']}",
     ]
@@ -138,7 +141,9 @@ def format_description(d: dict[str, Any]) -> str:
     lines.append(f"labels      {len(d['labels'])}" + ("" if d["labels"] else " (none)"))
     if d["labels"]:
         lines += [header, *_table(d["labels"], unit=True)]
-    lines.append(f"photometry  {len(d['photometry'])} band(s)")
+    errors = d.get("photometry_errors") or []
+    lines.append(f"photometry  {len(d['photometry'])} band(s)"
+                 + (f", with errors ({' '.join(errors)})" if errors else ""))
     if d["photometry"]:
         lines += _table(d["photometry"], unit=False)
     flags = ", ".join(f"{k}: {v}" for k, v in d["flags"].items()) or "none set"

@@ -41,7 +41,16 @@ RA = "ra"
 DEC = "dec"
 FLAGS = "flags"
 PHOTOMETRY = "photometry"
+#: Optional 1-sigma errors of the photometry, in the same unit (``photometry_error/<band>``).
+PHOTOMETRY_ERROR = "photometry_error"
 LABELS = "labels"
+#: Group attribute that declares whether the store holds cutouts; a photometry-only store
+#: (a spectroscopic catalog's magnitudes, say) sets it false.  Absent means true, as in
+#: every store written before photometry-only stores existed.
+HAS_IMAGES = "images"
+#: Objects per write unit of a photometry-only store (with images, the images' chunking
+#: says it).
+WRITE_UNIT = "write_unit"
 
 #: 1-D columns every store has, with their required dtype.
 REQUIRED_COLUMNS = {OBJECT_ID: "int64", RA: "float64", DEC: "float64"}
@@ -79,6 +88,11 @@ class StoreSpec:
         Names of the ``labels/<name>`` columns (float32, NaN = unknown).
     photometry
         Whether to create ``photometry/<band>`` columns.
+    photometry_errors
+        Whether to create ``photometry_error/<band>`` columns (needs ``photometry``).
+    images
+        Whether the store holds cutouts.  False makes a photometry-only store: no
+        ``images`` array, ``height`` and ``width`` are 0 and photometry is required.
     dtype
         ``"float32"`` or ``"float16"`` for images (float16 halves storage and I/O).
     chunk_objects
@@ -105,6 +119,8 @@ class StoreSpec:
     width: int
     labels: tuple[str, ...] = ()
     photometry: bool = True
+    photometry_errors: bool = False
+    images: bool = True
     dtype: str = "float32"
     chunk_objects: int = 256
     shard_chunks: int | None = None
@@ -132,8 +148,18 @@ class StoreSpec:
             if len(set(names)) != len(names):
                 msg = f"{kind} names must be unique, got {list(names)}"
                 raise InvalidParameterError(msg)
-        if self.height < 1 or self.width < 1:
+        if self.images and (self.height < 1 or self.width < 1):
             msg = f"cutout size must be positive, got {self.height}x{self.width}"
+            raise InvalidParameterError(msg)
+        if not self.images and (self.height, self.width) != (0, 0):
+            msg = (f"a photometry-only store has no cutouts; its size must be 0x0, got "
+                   f"{self.height}x{self.width}")
+            raise InvalidParameterError(msg)
+        if not self.images and not self.photometry:
+            msg = "a store without images needs photometry"
+            raise InvalidParameterError(msg)
+        if self.photometry_errors and not self.photometry:
+            msg = "photometry errors need photometry"
             raise InvalidParameterError(msg)
         if self.dtype not in IMAGE_DTYPES:
             msg = f"image dtype must be one of {IMAGE_DTYPES}, got {self.dtype!r}"
@@ -179,7 +205,10 @@ class StoreSpec:
             "label_notes": {k: v for k, v in self.label_notes.items() if k in self.labels},
             "provenance": provenance,
             "complete": False,
+            HAS_IMAGES: self.images,
         }
+        if not self.images:
+            attributes[WRITE_UNIT] = self.write_unit
         if self.calibration is not None:
             attributes["calibration"] = self.calibration
         return attributes

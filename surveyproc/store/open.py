@@ -172,6 +172,8 @@ class SurveyStore:
             names.append(layout.FLAGS)
         if photometry:
             names += [f"{layout.PHOTOMETRY}/{b}" for b in self.layout.photometry_bands]
+            names += [f"{layout.PHOTOMETRY_ERROR}/{b}"
+                      for b in self.layout.photometry_error_bands]
         wanted = self.layout.labels if labels is True else (labels or ())
         unknown = [name for name in wanted if name not in self.layout.labels]
         if unknown:
@@ -191,7 +193,8 @@ class SurveyStore:
         photometry: bool = True,
         quarantine: bool = False,
     ) -> CutoutBatch:
-        """Objects ``[start, stop)`` with the requested columns (``quarantine``: see above).
+        """Objects ``[start, stop)`` with the requested columns (``quarantine``: see above);
+        a photometry-only store's batches have no images, whatever ``images`` says.
 
         Examples
         --------
@@ -206,7 +209,7 @@ class SurveyStore:
         unreadable: list[str] = []
         lost = np.zeros(stop - start, dtype=bool)  # objects of quarantined chunks
         pixels = None
-        if images:
+        if images and self.layout.has_images:
             try:
                 pixels = self._read_images(start, stop)
             except Exception as error:
@@ -227,6 +230,8 @@ class SurveyStore:
             flags=flags,
             photometry={n.split("/", 1)[1]: v for n, v in values.items()
                         if n.startswith(layout.PHOTOMETRY + "/")},
+            photometry_error={n.split("/", 1)[1]: v for n, v in values.items()
+                              if n.startswith(layout.PHOTOMETRY_ERROR + "/")},
             labels={n.split("/", 1)[1]: v for n, v in values.items()
                     if n.startswith(layout.LABELS + "/")},
             unreadable=unreadable,

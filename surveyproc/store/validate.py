@@ -34,6 +34,9 @@ class StoreLayout:
     photometry_bands: tuple[str, ...]
     labels: tuple[str, ...]
     has_flags: bool
+    #: False for a photometry-only store (its height, width are 0 and dtype "none")
+    has_images: bool = True
+    photometry_error_bands: tuple[str, ...] = ()
 
 
 def _fail(url: str, problem: str) -> StoreFormatError:
@@ -85,7 +88,7 @@ def zarr_array(url: str, group: zarr.Group, name: str) -> zarr.Array:
 
 def _check_column(url: str, array: zarr.Array, name: str, dtype: str, n: int) -> None:
     if array.ndim != 1 or array.shape[0] != n:
-        raise _fail(url, f"array {name!r} has shape {array.shape} but 'images' holds {n} "
+        raise _fail(url, f"array {name!r} has shape {array.shape} but the store holds {n} "
                          f"objects; expected ({n},)")
     if str(array.dtype) != dtype:
         raise _fail(url, f"array {name!r} has dtype {array.dtype}, expected {dtype}")
@@ -123,6 +126,58 @@ def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> St
     """
     attrs = dict(group.attrs)
     bands = _check_attrs(url, attrs)
+    has_images = attrs.get(layout.HAS_IMAGES, True)
+    if not isinstance(has_images, bool):
+        raise _fail(url, f"attribute {layout.HAS_IMAGES!r} must be true or false, got "
+                         f"{has_images!r}")
+    if has_images:
+        n, height, width, dtype, chunk, unit, sharded = _image_layout(url, group, bands)
+    else:
+        n, chunk, unit, sharded = _photometry_layout(url, group, attrs, bands)
+        height = width = 0
+        dtype = "none"
+    for name, column_dtype in layout.REQUIRED_COLUMNS.items():
+        _check_column(url, zarr_array(url, group, name), name, column_dtype, n)
+    has_flags = layout.FLAGS in group
+    if has_flags:
+        _check_column(url, zarr_array(url, group, layout.FLAGS), layout.FLAGS,
+                      layout.OPTIONAL_COLUMNS[layout.FLAGS], n)
+    photometry = _members(group, layout.PHOTOMETRY)
+    errors = _members(group, layout.PHOTOMETRY_ERROR)
+    for group_name, members in ((layout.PHOTOMETRY, photometry),
+                                (layout.PHOTOMETRY_ERROR, errors)):
+        for band in members:
+            if band not in bands:
+                raise _fail(url, f"array '{group_name}/{band}' names a band that is not in "
+                                 f"attribute 'bands' ({', '.join(bands)})")
+            name = f"{group_name}/{band}"
+            _check_column(url, zarr_array(url, group, name), name, layout.PHOTOMETRY_DTYPE, n)
+    if not has_images and set(photometry) != set(bands):
+        missing = [b for b in bands if b not in photometry]
+        raise _fail(url, f"a store without images needs photometry of every band; "
+                         f"'photometry/{missing[0]}' is missing")
+    labels = _members(group, layout.LABELS)
+    for label in labels:
+        name = f"{layout.LABELS}/{label}"
+        _check_column(url, zarr_array(url, group, name), name, layout.LABEL_DTYPE, n)
+    ids = np.asarray(zarr_array(url, group, layout.OBJECT_ID)[:]) if check_ids else None
+    duplicates = None if ids is None else find_duplicates(ids)
+    if duplicates:
+        repeats, example, count = duplicates
+        raise _fail(url, f"array 'object_id' has duplicate ids ({repeats} repeats; e.g. "
+                         f"{example} appears {count} times); ids must be unique")
+    return StoreLayout(
+        n_objects=n, bands=bands, height=height, width=width, dtype=dtype,
+        chunk_objects=chunk, write_unit=unit, sharded=sharded,
+        photometry_bands=tuple(b for b in bands if b in photometry),
+        labels=tuple(labels), has_flags=has_flags, has_images=has_images,
+        photometry_error_bands=tuple(b for b in bands if b in errors),
+    )
+
+
+def _image_layout(url: str, group: zarr.Group, bands: tuple[str, ...]
+                  ) -> tuple[int, int, int, str, int, int, bool]:
+    """Objects, height, width, dtype, chunk, write unit and sharding of a store's cutouts."""
     images = zarr_array(url, group, layout.IMAGES)
     if images.ndim != 4:
         raise _fail(url, f"array 'images' has {images.ndim} dimensions {images.shape}; "
@@ -137,34 +192,24 @@ def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> St
     if tuple(images.chunks[1:]) != (n_bands, height, width):
         raise _fail(url, f"array 'images' is chunked {images.chunks}; chunks must span whole "
                          f"cutouts, i.e. (k, {n_bands}, {height}, {width})")
-    for name, dtype in layout.REQUIRED_COLUMNS.items():
-        _check_column(url, zarr_array(url, group, name), name, dtype, n)
-    has_flags = layout.FLAGS in group
-    if has_flags:
-        _check_column(url, zarr_array(url, group, layout.FLAGS), layout.FLAGS,
-                      layout.OPTIONAL_COLUMNS[layout.FLAGS], n)
-    photometry = _members(group, layout.PHOTOMETRY)
-    for band in photometry:
-        if band not in bands:
-            raise _fail(url, f"array 'photometry/{band}' names a band that is not in "
-                             f"attribute 'bands' ({', '.join(bands)})")
-        name = f"{layout.PHOTOMETRY}/{band}"
-        _check_column(url, zarr_array(url, group, name), name, layout.PHOTOMETRY_DTYPE, n)
-    labels = _members(group, layout.LABELS)
-    for label in labels:
-        name = f"{layout.LABELS}/{label}"
-        _check_column(url, zarr_array(url, group, name), name, layout.LABEL_DTYPE, n)
-    ids = np.asarray(zarr_array(url, group, layout.OBJECT_ID)[:]) if check_ids else None
-    duplicates = None if ids is None else find_duplicates(ids)
-    if duplicates:
-        repeats, example, count = duplicates
-        raise _fail(url, f"array 'object_id' has duplicate ids ({repeats} repeats; e.g. "
-                         f"{example} appears {count} times); ids must be unique")
-    return StoreLayout(
-        n_objects=n, bands=bands, height=height, width=width, dtype=str(images.dtype),
-        chunk_objects=int(images.chunks[0]),
-        write_unit=int((images.shards or images.chunks)[0]),
-        sharded=images.shards is not None,
-        photometry_bands=tuple(b for b in bands if b in photometry),
-        labels=tuple(labels), has_flags=has_flags,
-    )
+    return (n, height, width, str(images.dtype), int(images.chunks[0]),
+            int((images.shards or images.chunks)[0]), images.shards is not None)
+
+
+def _photometry_layout(url: str, group: zarr.Group, attrs: dict[str, Any],
+                       bands: tuple[str, ...]) -> tuple[int, int, int, bool]:
+    """Objects, chunk, write unit and sharding of a photometry-only store: the object
+    count from ``object_id``, the write unit from its attribute (a divisor of the
+    columns' chunk, so parallel writers never share a chunk)."""
+    if layout.IMAGES in group:
+        raise _fail(url, f"attribute {layout.HAS_IMAGES!r} says the store has no images but "
+                         "it holds an 'images' array")
+    ids = zarr_array(url, group, layout.OBJECT_ID)
+    n = int(ids.shape[0]) if ids.ndim == 1 else -1
+    unit = attrs.get(layout.WRITE_UNIT)
+    column_chunk = int(ids.chunks[0])
+    if (not isinstance(unit, int) or isinstance(unit, bool) or unit < 1
+            or (column_chunk % unit and column_chunk < n)):
+        raise _fail(url, f"attribute {layout.WRITE_UNIT!r} must be a positive number of "
+                         f"objects dividing the columns' chunk ({column_chunk}), got {unit!r}")
+    return n, unit, unit, False

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import torch
 
-from ..models.preprocess import Normalization
+from ..models.inputs import ImageInput, PhotometryInput
 from ..models.targets import TargetSpec, label_columns, values_from_labels
 from ..store import Shard, SurveyStore
 
@@ -76,15 +75,16 @@ def target_statistics(store: SurveyStore, specs: Sequence[TargetSpec], val_fract
 class StoreBatches:
     """Minibatches ``(x, y, object_id)`` of one split of a store.
 
-    ``x`` is the normalised (batch, bands, h, w) float32 input; ``y`` the raw
-    (batch, targets) target values with NaN where unknown.
+    ``x`` is the network input ``model_input`` makes: normalised (batch, bands, h, w)
+    cutouts, or (batch, features) photometry; ``y`` the raw (batch, targets) target values
+    with NaN where unknown.
     """
 
     store: SurveyStore
     shards: Sequence[Shard]
     split: str
     targets: Sequence[TargetSpec]
-    normalization: Normalization
+    model_input: ImageInput | PhotometryInput
     val_fraction: float
     test_fraction: float
     batch_size: int = 128
@@ -96,20 +96,23 @@ class StoreBatches:
         self._labels = label_columns(self.targets)
 
     def raw_rows(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Un-normalised ``(pixels, targets, ids)`` of the split, shard by shard."""
+        """Raw ``(inputs, targets, ids)`` of the split, shard by shard (the pixels, or the
+        photometry and its errors, before the input's normalisation)."""
         order = list(self.shards)
         if self.shuffle:
             rng = np.random.default_rng([self.seed, epoch])
             order = [order[i] for i in rng.permutation(len(order))]
         code = SPLITS[self.split]
+        model_input = self.model_input
         for batch in self.store.iter_batches(order, prefetch=2, labels=self._labels,
-                                             photometry=False):
+                                             images=model_input.reads_images,
+                                             photometry=model_input.reads_photometry):
             keep = split_of(batch.object_id, self.val_fraction, self.test_fraction) == code
             y = values_from_labels(batch.labels, len(batch), self.targets)
             keep &= np.isfinite(y).any(axis=1)
             if keep.any():
-                images = cast(np.ndarray, batch.images)  # read with images (the default)
-                yield images[keep], y[keep], batch.object_id[keep]
+                raw = model_input.raw(batch.images, batch.photometry, batch.photometry_error)
+                yield raw[keep], y[keep], batch.object_id[keep]
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         """One pass over the split, shuffled per ``(seed, epoch)`` when ``shuffle``; a lone
@@ -149,6 +152,6 @@ class StoreBatches:
         end = len(order) if final else n_full
         for start in range(0, end, self.batch_size):
             rows = order[start:start + self.batch_size]
-            yield (self.normalization.apply(images[rows]), torch.from_numpy(y[rows]), ids[rows])
+            yield (self.model_input.apply(images[rows]), torch.from_numpy(y[rows]), ids[rows])
         rest = order[end:]
         parts[:] = [(images[rest], y[rest], ids[rest])] if len(rest) else []

@@ -305,7 +305,7 @@ def fit(
                           unit="step") as bar:
             optimizer.zero_grad(set_to_none=True)
             for step, (x, y, _) in enumerate(train_batches(epoch)):
-                if config.augment:
+                if config.augment and x.dim() == 4:  # cutouts; photometry has no pose
                     x = dihedral(x, generators[step % accumulate])
                 x, y = _on_device(core, x, y)
                 last_micro = (step + 1) % accumulate == 0

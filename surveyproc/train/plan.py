@@ -34,6 +34,7 @@ from ..models import (
     save_checkpoint,
 )
 from ..models.domain import TrainingDomain
+from ..models.inputs import ImageInput, PhotometryInput, input_source
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
 from .data import StoreBatches, split_targets, target_statistics
@@ -144,6 +145,13 @@ class TrainingPlan:
     def kind(self) -> ModelKind:
         return get_kind(self.section.kind)
 
+    @property
+    def model_input(self) -> ImageInput | PhotometryInput:
+        """What the network reads (the cutouts, or the photometry), as fitted."""
+        if input_source(self.config) == "photometry":
+            return PhotometryInput.from_dict(self.config["photometry_input"])
+        return ImageInput(self.normalization)
+
     def build(self) -> torch.nn.Module:
         """A fresh network of the planned architecture."""
         return self.kind.build(self.config)
@@ -152,7 +160,7 @@ class TrainingPlan:
                batch_size: int | None = None, seed: int | None = None) -> StoreBatches:
         t = self.train
         return StoreBatches(self.store, self.shards if shards is None else shards, split,
-                            self.specs, self.normalization, t.val_fraction, t.test_fraction,
+                            self.specs, self.model_input, t.val_fraction, t.test_fraction,
                             batch_size=batch_size or t.batch_size, shuffle=shuffle,
                             seed=t.seed if seed is None else seed)
 
@@ -216,7 +224,8 @@ class TrainingPlan:
 
 
 def _input_sample(batches: StoreBatches) -> np.ndarray:
-    """Raw training cutouts to fit the input normalisation and the training domain on."""
+    """Raw training inputs (cutouts, or photometry) to fit the input normalisation and the
+    training domain on."""
     sample, held = [], 0
     for x_raw, _, _ in batches.raw_rows(epoch=0):
         sample.append(x_raw)
@@ -239,13 +248,41 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
     infos = [TargetInfo(s.name, s.unit, float(m), float(d))
              for s, m, d in zip(specs, mean, std, strict=True)]
     kind = get_kind(section.kind)
-    plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization((1.0,)),
-                        kind.network_config(section, store.bands), store.plan_shards(),
-                        fingerprint(section, train, store), list(plugins or []))
+    config = kind.network_config(section, store.bands)
+    source = input_source(config)
+    _check_input(section, kind, source, store)
+    if source == "photometry":  # provisional: the raw rows need the bands only
+        bands = store.layout.photometry_bands
+        config["photometry_input"] = PhotometryInput(
+            bands, (1.0,) * len(bands), False, (0.0,), (1.0,)).to_dict()
+    plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization(()),
+                        config, store.plan_shards(), fingerprint(section, train, store),
+                        list(plugins or []))
     sample = _input_sample(plan.stream("train", False))
-    plan.normalization = Normalization.fit(sample)
-    plan.domain = TrainingDomain.fit(sample, store.bands, store.attrs).to_dict()
+    if source == "photometry":
+        plan.config["photometry_input"] = PhotometryInput.fit(sample, bands).to_dict()
+        plan.domain = TrainingDomain.of_photometry(bands, store.attrs, len(sample)).to_dict()
+    else:
+        plan.normalization = Normalization.fit(sample)
+        plan.domain = TrainingDomain.fit(sample, store.bands, store.attrs).to_dict()
     return plan
+
+
+def _check_input(section: ModelSettings, kind: ModelKind, source: str,
+                 store: SurveyStore) -> None:
+    """The kind offers the model's input and the store has it (one line if not)."""
+    if source not in kind.input_sources:
+        msg = (f"model {section.name}: kind {kind.name} reads {', '.join(kind.input_sources)}, "
+               f"not {source}")
+        raise InvalidParameterError(msg)
+    if source == "images" and not store.layout.has_images:
+        msg = (f"model {section.name} reads images but store {store.url} has none (a "
+               "photometry-only store); set 'inputs: photometry' on a kind that offers it")
+        raise InvalidParameterError(msg)
+    if source == "photometry" and not store.layout.photometry_bands:
+        msg = (f"model {section.name} reads photometry but store {store.url} has no "
+               "photometry columns")
+        raise InvalidParameterError(msg)
 
 
 def _epoch_record(epoch: EpochResult) -> dict[str, Any]:
@@ -280,7 +317,8 @@ def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResul
         metrics["readouts"] = readouts
     checkpoint = Checkpoint(
         kind=plan.section.kind, config=plan.config, bands=list(plan.store.bands),
-        image_size=[plan.store.layout.height, plan.store.layout.width],
+        image_size=([plan.store.layout.height, plan.store.layout.width]
+                    if input_source(plan.config) == "images" else [0, 0]),
         normalization=plan.normalization, targets=plan.infos,
         state_dict=copy.deepcopy(model.state_dict()), metrics=metrics, domain=plan.domain,
         provenance={"fingerprint": plan.fingerprint, "store": plan.store.url,

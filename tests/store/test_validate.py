@@ -72,7 +72,7 @@ def _break_incomplete(g):
 
 CASES = [
     (_break_missing_array, r"array 'ra' is missing"),
-    (_break_shape, r"array 'dec' has shape \(7,\) but 'images' holds 40 objects"),
+    (_break_shape, r"array 'dec' has shape \(7,\) but the store holds 40 objects"),
     (_break_band_count, r"'images' has 2 bands but attribute 'bands' lists 3"),
     (_break_duplicate_ids, r"duplicate ids .* 3 appears 2 times"),
     (_break_version, r"unknown format version 99"),

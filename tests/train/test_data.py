@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from surveyproc.models import Normalization, resolve_targets
+from surveyproc.models.inputs import ImageInput
 from surveyproc.store.synth import SynthConfig, synthesize
 from surveyproc.train import StoreBatches, split_of, target_statistics
 
@@ -27,7 +28,8 @@ def test_split_is_a_stable_function_of_the_id():
 
 def _stream(store, split, shuffle=True, seed=0, batch_size=32):
     specs = resolve_targets(["metallicity"], store.label_names)
-    return StoreBatches(store, store.plan_shards(), split, specs, Normalization((0.01, 0.01)),
+    return StoreBatches(store, store.plan_shards(), split, specs,
+                        ImageInput(Normalization((0.01, 0.01))),
                         0.1, 0.1, batch_size=batch_size, shuffle=shuffle, seed=seed,
                         buffer_objects=100)
 

@@ -46,8 +46,17 @@ class CatalogColumns:
         ``{band: column}`` for ``photometry/<band>``.
     photometry_unit
         ``"nanomaggy"`` (stored as is) or ``"mag"`` (AB, converted with zero point 22.5).
+    photometry_error
+        ``{band: column}`` of the photometry's 1-sigma errors, in ``photometry_unit``
+        (magnitude errors become nanomaggies).
     exclude
         Columns never taken as labels (e.g. a file-name column).
+    label_columns
+        ``{label: column}``: store these columns under these label names, instead of
+        ``labels``.
+    where
+        A row filter evaluated on the table (pandas ``DataFrame.eval`` syntax, e.g.
+        ``class == "GALAXY" and redshift > 0``); rows where it is false are left out.
     """
 
     id_column: str = "object_id"
@@ -59,6 +68,9 @@ class CatalogColumns:
     photometry: dict[str, str] = field(default_factory=dict)
     photometry_unit: Literal["nanomaggy", "mag"] = "nanomaggy"
     exclude: tuple[str, ...] = ()
+    photometry_error: dict[str, str] = field(default_factory=dict)
+    label_columns: dict[str, str] = field(default_factory=dict)
+    where: str | None = None
 
 
 @dataclass
@@ -74,6 +86,9 @@ class Catalog:
     skipped_columns: list[str] = field(default_factory=list)
     #: flags known before the pixels are read (e.g. STAR_LIKE from detection), or None
     flags: np.ndarray | None = None
+    photometry_error: dict[str, np.ndarray] = field(default_factory=dict)
+    #: rows of the file before ``where`` filtered them
+    rows_read: int = 0
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -85,7 +100,8 @@ class Catalog:
                        {k: v[cut] for k, v in self.labels.items()},
                        {k: v[cut] for k, v in self.photometry.items()},
                        self.table[cut], self.skipped_columns,
-                       None if self.flags is None else self.flags[cut])
+                       None if self.flags is None else self.flags[cut],
+                       {k: v[cut] for k, v in self.photometry_error.items()}, self.rows_read)
 
 
 def _read_table(url: str, storage_options: dict[str, Any] | None) -> Table:
@@ -94,9 +110,11 @@ def _read_table(url: str, storage_options: dict[str, Any] | None) -> Table:
     fmt = ("fits" if lower.endswith((".fits", ".fit", ".fits.gz", ".fts"))
            else "ascii.ecsv" if lower.endswith(".ecsv")
            else "ascii.csv" if lower.endswith((".csv", ".csv.gz"))
+           else "parquet" if lower.endswith((".parquet", ".pq"))
            else None)
     if fmt is None:
-        msg = (f"catalog {redact(url)}: unknown table format; use a .fits, .csv or .ecsv file")
+        msg = (f"catalog {redact(url)}: unknown table format; use a .fits, .csv, .ecsv or "
+               ".parquet file")
         raise IngestError(msg)
     if not fs.exists(path):
         msg = f"catalog {redact(url)}: file not found"
@@ -105,19 +123,108 @@ def _read_table(url: str, storage_options: dict[str, Any] | None) -> Table:
         with fs.open(path, "rb") as f:
             if fmt == "fits":
                 return Table.read(f, format=fmt)
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                return Table.from_pandas(pq.read_table(f).to_pandas())
             return Table.read(f.read().decode("utf-8"), format=fmt)
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, ImportError) as error:
         msg = f"catalog {redact(url)}: cannot read it as {fmt} ({error})"
         raise IngestError(msg) from None
 
 
 def _as_float(table: Table, name: str, where: str) -> np.ndarray:
+    """A column as float64 (masked -> NaN); text that is not a number is an error naming
+    the first such row."""
     column = table[name]
+    if column.dtype.kind in "US":
+        text = np.ma.filled(np.ma.asarray(column).astype(str), "")
+        values = np.full(len(text), np.nan)
+        for row, value in enumerate(text):
+            value = value.strip()
+            if value == "":
+                continue
+            try:
+                values[row] = float(value)
+            except ValueError:
+                msg = f"{where}: column '{name}' row {row}: {value!r} is not a number"
+                raise IngestError(msg) from None
+        return values
     if column.dtype.kind not in "biuf":
         msg = f"{where}: column '{name}' is not numeric (dtype {column.dtype})"
         raise IngestError(msg)
     values = np.ma.filled(np.ma.asarray(column).astype(np.float64), np.nan)
     return np.asarray(values, dtype=np.float64)
+
+
+def _select_rows(table: Table, where: str | None, context: str) -> Table:
+    """The rows of ``table`` where the expression ``where`` holds."""
+    if not where:
+        return table
+    frame = table.to_pandas()
+    try:
+        mask = frame.eval(_quote_keywords(where, frame.columns))
+    except Exception as error:  # pandas raises many types for a bad expression
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        msg = f"{context}: --where {where!r} cannot be evaluated ({type(error).__name__}: {first})"
+        raise IngestError(msg) from None
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (len(table),):
+        msg = f"{context}: --where {where!r} must give true or false per row"
+        raise IngestError(msg)
+    kept = table[mask]
+    if len(kept) == 0:
+        msg = f"{context}: no row of {len(table)} satisfies --where {where!r}"
+        raise IngestError(msg)
+    return kept
+
+
+def _quote_keywords(expression: str, columns: Any) -> str:
+    """Backtick-quote column names that are Python keywords (SDSS's ``class``), so that
+    ``class == "GALAXY"`` is read as a column comparison.
+
+    >>> _quote_keywords('class == "GALAXY" and z > 0', ["class", "z"])
+    '`class` == "GALAXY" and z > 0'
+    """
+    import io
+    import keyword
+    import tokenize
+
+    names = {c for c in columns if keyword.iskeyword(c)}
+    if not names:
+        return expression
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(expression).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return expression
+    out, last = [], 0
+    lines = expression.splitlines(keepends=True) or [""]
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    for token in tokens:
+        if token.type == tokenize.NAME and token.string in names:
+            start = offsets[token.start[0] - 1] + token.start[1]
+            out.append(expression[last:start] + f"`{token.string}`")
+            last = start + len(token.string)
+    return "".join(out) + expression[last:]
+
+
+def _magnitudes_to_nanomaggies(values: np.ndarray, errors: np.ndarray | None
+                               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """AB magnitudes (and their errors) -> nanomaggies; sentinels such as -9999 or 99 mean
+    "not measured" and become NaN, as do negative or absurd errors.
+
+    >>> flux, err = _magnitudes_to_nanomaggies(np.array([22.5, -9999.0]), np.array([0.1, 0.1]))
+    >>> [round(float(v), 4) for v in flux[:1]], round(float(err[0]), 4), bool(np.isnan(flux[1]))
+    ([1.0], 0.0921, True)
+    """
+    mags = np.where((values > -5) & (values < 40), values, np.nan)
+    flux = 10.0 ** ((ZERO_POINT - mags) / 2.5)
+    if errors is None:
+        return flux, None
+    errors = np.where((errors >= 0) & (errors < 10), errors, np.nan)
+    return flux, flux * errors * np.log(10.0) / 2.5
 
 
 def _object_ids(table: Table, columns: CatalogColumns, find, where: str) -> np.ndarray:
@@ -162,6 +269,8 @@ def catalog_from_table(table: Table, columns: CatalogColumns, where: str) -> Cat
     if len(table) == 0:
         msg = f"{where}: the catalog has no rows"
         raise IngestError(msg)
+    rows_read = len(table)
+    table = _select_rows(table, columns.where, where)
     ids = _object_ids(table, columns, find, where)
     duplicates = find_duplicates(ids)
     if duplicates:
@@ -176,19 +285,33 @@ def catalog_from_table(table: Table, columns: CatalogColumns, where: str) -> Cat
         msg = (f"{where}: {bad.size} row(s) have missing or impossible coordinates "
                f"(first: row {bad[0]}, ra={ra[bad[0]]}, dec={dec[bad[0]]})")
         raise IngestError(msg)
-    photometry = {}
+    photometry, photometry_error = {}, {}
+    unknown = sorted(set(columns.photometry_error) - set(columns.photometry))
+    if unknown:
+        msg = f"{where}: photometry errors given for band(s) {unknown} without photometry"
+        raise IngestError(msg)
     for band, column in columns.photometry.items():
         values = _as_float(table, find(column), where)
+        error_column = columns.photometry_error.get(band)
+        errors = None if error_column is None else _as_float(table, find(error_column), where)
         if columns.photometry_unit == "mag":
-            # Sentinels such as -9999 or 99 mean "not measured".
-            values = np.where((values > -5) & (values < 40), values, np.nan)
-            values = 10.0 ** ((ZERO_POINT - values) / 2.5)
+            values, errors = _magnitudes_to_nanomaggies(values, errors)
+        elif errors is not None:
+            errors = np.where(errors >= 0, errors, np.nan)
         photometry[band] = values.astype(np.float32)
+        if errors is not None:
+            photometry_error[band] = errors.astype(np.float32)
     used = {find(columns.ra), find(columns.dec), *(find(c) for c in columns.exclude),
-            *(find(c) for c in columns.photometry.values()), *(find(c) for c in columns.id_from)}
+            *(find(c) for c in columns.photometry.values()), *(find(c) for c in columns.id_from),
+            *(find(c) for c in columns.photometry_error.values())}
     if not (columns.row_ids or columns.id_from):
         used.add(find(columns.id_column))
     skipped: list[str] = []
+    if columns.label_columns:
+        labels = {name: _as_float(table, find(column), where).astype(np.float32)
+                  for name, column in columns.label_columns.items()}
+        return Catalog(ids, ra, dec, labels, photometry, table, skipped, None,
+                       photometry_error, rows_read)
     if columns.labels is None:
         names = []
         for name in table.colnames:
@@ -201,7 +324,8 @@ def catalog_from_table(table: Table, columns: CatalogColumns, where: str) -> Cat
     else:
         names = [find(c) for c in columns.labels]
     labels = {name.lower(): _as_float(table, name, where).astype(np.float32) for name in names}
-    return Catalog(ids, ra, dec, labels, photometry, table, skipped)
+    return Catalog(ids, ra, dec, labels, photometry, table, skipped, None, photometry_error,
+                   rows_read)
 
 
 def read_catalog(url: str, columns: CatalogColumns | None = None,

@@ -53,7 +53,7 @@ def test_problems_name_the_column_and_the_fix(tmp_path):
     with pytest.raises(IngestError, match="file not found"):
         read_catalog(str(tmp_path / "absent.csv"))
     with pytest.raises(IngestError, match="unknown table format"):
-        read_catalog(str(tmp_path / "c.parquet"))
+        read_catalog(str(tmp_path / "c.txt"))
     Table({"object_id": [1, 2], "ra": [1.0, 2.0], "dec": [0.0, 95.0]}).write(
         path, format="ascii.csv", overwrite=True)
     with pytest.raises(IngestError, match=r"impossible coordinates \(first: row 1"):
