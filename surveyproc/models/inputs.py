@@ -47,8 +47,12 @@ _MAX_MAG_ERROR = 2.0
 
 
 def input_source(config: Mapping[str, Any]) -> InputSource:
-    """A network config's input (``images`` where the kind offers no choice)."""
+    """A network config's input (``images`` where the kind offers no choice; a kind whose
+    ``inputs`` setting is not one of these names, mi_decomposition's list of two, reads
+    cutouts)."""
     source = config.get("inputs", "images")
+    if not isinstance(source, str):
+        return "images"
     if source not in INPUT_SOURCES:
         msg = f"unknown model input {source!r}; one of {', '.join(INPUT_SOURCES)}"
         raise InvalidParameterError(msg)

@@ -45,6 +45,8 @@ def test_a_kinds_outputs_are_exactly_its_columns(store, kind):
     settings = {"k": 3} if kind in ("sfnet", "pca") else {}
     if kind == "binned_density":
         settings = {"grid": {"low": 0.0, "high": 0.4, "n_bins": 20}}
+    if kind == "clap":
+        settings = {"grid": {"low": 0.0, "high": 0.4, "n_bins": 20}, "members": 2, "width": 8}
     if kind == "mi_decomposition":
         settings = {"inputs": ["images", "photometry"]}
     checkpoint = seeded_checkpoint(store, kind, ["redshift"], **settings)
