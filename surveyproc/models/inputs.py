@@ -56,7 +56,7 @@ def input_source(config: Mapping[str, Any]) -> InputSource:
     if source not in INPUT_SOURCES:
         msg = f"unknown model input {source!r}; one of {', '.join(INPUT_SOURCES)}"
         raise InvalidParameterError(msg)
-    return source
+    return "photometry" if source == "photometry" else "images"
 
 
 @dataclass(frozen=True)
