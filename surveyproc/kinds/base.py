@@ -168,6 +168,11 @@ class ModelKind:
     #: The inputs the kind's networks can read (its settings' ``inputs`` choices; a kind
     #: without that setting reads images): see :mod:`surveyproc.models.inputs`.
     input_sources: ClassVar[tuple[str, ...]] = ("images",)
+    #: Whether gradient training reaches every parameter; a kind whose closed-form or
+    #: later stage trains some of them (CLAP's refit heads) says False, and data-parallel
+    #: training then lets DDP find the unused ones each step (else their gradient buckets
+    #: are never reduced and the ranks drift apart).
+    trains_every_parameter: ClassVar[bool] = True
 
     # -- building and training ----------------------------------------------------------
 

@@ -32,27 +32,32 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from ..models.checkpoint import TargetInfo
-from ..models.clap import ClapNet, clap_network, reconstruction_target
+from ..models.clap import (
+    RECONSTRUCTED_SIDE,
+    ClapNet,
+    ClapTerms,
+    clap_network,
+    reconstruction_target,
+)
 from ..models.grid import Grid
 from ..models.inputs import PhotometryInput, build_trunk, input_source
 from ..models.knn_pdf import adaptive_knn_densities, wasserstein_pdfs
-from .base import InputsSettings, TrainingData
-from .binned_density import BinnedDensityKind
+from .base import TrainingData
+from .binned_density import BinnedDensityKind, BinnedDensitySettings
 from .registry import register_kind
 from .tasks import DensityTask
 
 __all__ = ["ClapKind", "ClapSettings", "ClapTask", "contrastive_loss"]
 
 
-class ClapSettings(InputsSettings):
-    """CLAP on one target (a redshift), from images or photometry."""
+class ClapSettings(BinnedDensitySettings):
+    """CLAP on one target (a redshift) on a grid (SDSS in the paper: 0 to 0.4 in 180 bins),
+    from images or photometry."""
 
-    grid: Grid = Field(description="Bins of the target: low, high, n_bins (SDSS in the "
-                       "paper: 0 to 0.4 in 180 bins).")
     members: int = Field(5, ge=1, le=32, description="Realisations combined by harmonic "
                          "mean (10 in the paper).")
     latent_dims: int = Field(16, ge=2, description="Dimensions of the redshift latent the "
@@ -73,13 +78,6 @@ class ClapSettings(InputsSettings):
     refit_lr: float = Field(1e-3, gt=0.0, description="Learning rate of the refit.")
     smooth: float = Field(1.0, ge=0.0, description="Gaussian smoothing (bins) of each "
                           "realisation's density before the harmonic mean.")
-
-    @model_validator(mode="after")
-    def _one_target(self) -> ClapSettings:
-        if len(self.targets) != 1:
-            msg = f"kind {self.kind} predicts exactly one target, got {len(self.targets)}"
-            raise ValueError(msg)
-        return self
 
 
 def contrastive_loss(anchor: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
@@ -113,35 +111,32 @@ class ClapTask(DensityTask):
     reconstruction: float = 1.0
     contrastive: float = 1.0
     view_noise: float = 0.1
+    latent_dims: int = 16  # the redshift latent: the first columns of each full latent
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        network = cast(ClapNet, getattr(model, "module", model))  # DDP wraps it
         known = torch.isfinite(y[:, 0])
         if not known.any():
-            return torch.stack([p.sum() for p in network.parameters()]).sum() * 0.0
+            return torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
         x, bins = x[known], self.grid.bin_of(y[known, 0])
-        second = _second_view(x, self.view_noise)
-        target = reconstruction_target(x)
+        terms = cast(ClapTerms, model(x, _second_view(x, self.view_noise)))
+        target = reconstruction_target(x).float()
         total = x.new_zeros(())
-        for member in network.realisations:
-            latent = member.encode(x)
-            latent_2 = member.encode(second)
-            main = latent[:, :member.latent_dims]
-            total = total + nn.functional.cross_entropy(member.estimator(main).float(), bins)
+        for latent, view, logits, rebuilt in zip(terms.latents, terms.view_latents,
+                                                 terms.estimator_logits,
+                                                 terms.reconstructions, strict=True):
+            total = total + nn.functional.cross_entropy(logits.float(), bins)
             total = total + self.contrastive * contrastive_loss(
-                main.float(), latent_2[:, :member.latent_dims].float())
-            if self.reconstruction > 0:
-                total = total + self.reconstruction * nn.functional.mse_loss(
-                    member.decoder(latent).float(), target.float())
-        return total / len(network.members)
+                latent[:, :self.latent_dims].float(), view[:, :self.latent_dims].float())
+            # even at weight 0: every parameter stays in the graph (data-parallel training)
+            total = total + self.reconstruction * nn.functional.mse_loss(rebuilt.float(),
+                                                                         target)
+        return total / len(terms.latents)
 
 
 def _reconstructed(config: Mapping[str, Any]) -> int:
+    """Width of what the decoder rebuilds: the photometric features, or pooled cutouts."""
     if input_source(config) == "photometry":
-        spec = config["photometry_input"]
-        return PhotometryInput.feature_count(len(spec["bands"]), bool(spec["errors"]))
-    from ..models.clap import RECONSTRUCTED_SIDE
-
+        return PhotometryInput.from_dict(config["photometry_input"]).n_features
     return int(config["in_bands"]) * RECONSTRUCTED_SIDE ** 2
 
 
@@ -202,13 +197,15 @@ class ClapKind(BinnedDensityKind):
                   "(Lin et al., CLAP): calibrated PDF"
     settings = ClapSettings
     input_sources = ("images", "photometry")
+    trains_every_parameter = False  # the refit heads learn after gradient training
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         return clap_network(config, lambda: build_trunk(config), _reconstructed(config))
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> ClapTask:
         return ClapTask(Grid(**config["grid"]), targets[0], float(config["reconstruction"]),
-                        float(config["contrastive"]), float(config["view_noise"]))
+                        float(config["contrastive"]), float(config["view_noise"]),
+                        int(config["latent_dims"]))
 
     def after_fit(self, model: nn.Module, data: TrainingData) -> None:
         """Stages 2-4: adaptive-KNN densities of the training split in each realisation's

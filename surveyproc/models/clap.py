@@ -24,7 +24,8 @@ from torch import nn
 
 from .grid import Grid
 
-__all__ = ["ClapMember", "ClapNet", "ClapOutput", "harmonic_mean", "smooth_densities"]
+__all__ = ["ClapMember", "ClapNet", "ClapOutput", "ClapTerms", "harmonic_mean",
+           "smooth_densities"]
 
 #: Side of the pooled image a member's decoder reconstructs (image inputs).
 RECONSTRUCTED_SIDE = 8
@@ -66,6 +67,17 @@ class ClapOutput:
 
     logits: torch.Tensor
     features: torch.Tensor
+
+
+@dataclass
+class ClapTerms:
+    """What stage 1's loss reads, per realisation: the full latent of each galaxy and of
+    its second view, the estimator head's logits and the decoder's reconstruction."""
+
+    latents: list[torch.Tensor]
+    view_latents: list[torch.Tensor]
+    estimator_logits: list[torch.Tensor]
+    reconstructions: list[torch.Tensor]
 
 
 def _head(width: int, out: int, hidden: int = 256) -> nn.Module:
@@ -111,6 +123,7 @@ class ClapNet(nn.Module):
     >>> net = ClapNet(lambda: PhotometryMLP(9, 32), Grid(low=0, high=0.4, n_bins=40),
     ...               members=3, latent_dims=4, extra_dims=4, reconstructed=9)
     >>> out = net(torch.zeros(5, 9))
+    >>> assert isinstance(out, ClapOutput)
     >>> out.logits.shape, round(float(out.logits.detach().exp().sum(1)[0]), 4)
     (torch.Size([5, 40]), 1.0)
     """
@@ -132,21 +145,43 @@ class ClapNet(nn.Module):
     def realisations(self) -> list[ClapMember]:
         return [cast(ClapMember, m) for m in self.members]
 
+    def _densities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(members, n, bins) smoothed bin probabilities of each member (refit heads once
+        trained) and the first member's redshift latent, each latent computed once."""
+        out, first = [], None
+        for member in self.realisations:
+            latent = member.redshift_latent(x)
+            first = latent if first is None else first
+            head = member.refit if bool(self.refitted) else member.estimator
+            out.append(torch.softmax(head(latent).float(), dim=-1))
+        assert first is not None
+        return smooth_densities(torch.stack(out), self.smooth), first
+
     def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """(members, n, bins) bin probabilities of each member (refit heads once trained),
         smoothed."""
-        out = []
-        for member in self.realisations:
-            latent = member.redshift_latent(x)
-            head = member.refit if bool(self.refitted) else member.estimator
-            out.append(torch.softmax(head(latent).float(), dim=-1))
-        return smooth_densities(torch.stack(out), self.smooth)
+        return self._densities(x)[0]
 
-    def forward(self, x: torch.Tensor) -> ClapOutput:
-        probabilities = self.member_probabilities(x)
+    def forward(self, x: torch.Tensor, view: torch.Tensor | None = None
+                ) -> ClapOutput | ClapTerms:
+        """The combined density; with ``view`` (a second view of the same galaxies) the
+        training terms instead, so that stage 1's loss goes through the module's own
+        forward (data-parallel training synchronises gradients there)."""
+        if view is not None:
+            return self._training_terms(x, view)
+        probabilities, features = self._densities(x)
         combined = harmonic_mean(probabilities)
-        features = self.realisations[0].redshift_latent(x)
         return ClapOutput(torch.log(combined.clamp(min=1e-30)), features)
+
+    def _training_terms(self, x: torch.Tensor, view: torch.Tensor) -> ClapTerms:
+        terms = ClapTerms([], [], [], [])
+        for member in self.realisations:
+            latent = member.encode(x)
+            terms.latents.append(latent)
+            terms.view_latents.append(member.encode(view))
+            terms.estimator_logits.append(member.estimator(latent[:, :member.latent_dims]))
+            terms.reconstructions.append(member.decoder(latent))
+        return terms
 
 
 def clap_network(config: Mapping[str, Any], trunk: Callable[[], nn.Module],

@@ -214,8 +214,7 @@ def build_trunk(config: Mapping[str, Any]) -> nn.Module:
     """The feature extractor a config's input needs (``out_features`` wide): a ResNet-18 of
     ``width`` for images, an MLP of ``mlp_hidden`` units for photometry."""
     if input_source(config) == "photometry":
-        spec = config["photometry_input"]
-        n_features = PhotometryInput.feature_count(len(spec["bands"]), bool(spec["errors"]))
+        n_features = PhotometryInput.from_dict(config["photometry_input"]).n_features
         return PhotometryMLP(n_features, int(config.get("mlp_hidden", 256)),
                              dropout=float(config.get("dropout", 0.0)))
     return ResNet18(config["in_bands"], config.get("width", 64))

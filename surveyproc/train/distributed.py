@@ -135,7 +135,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
         start, origin = latest, "restart"
     elif config["resume"] is not None:
         start = _state_from_bytes(config["resume"])
-    model = ray.train.torch.prepare_model(model)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={
+        "find_unused_parameters": not plan.kind.trains_every_parameter})
     streams = plan.train_streams(rank, world)
     validation = plan.stream("val", False, shards=plan.shards if rank == 0 else [])
     fit_config = plan.fit_config()

@@ -206,3 +206,19 @@ def test_checkpoints_go_to_s3(survey, s3_bucket):
     states = fs.glob(f"{bucket[5:]}/out/ray_train/*/checkpoint_*/state.pt")
     assert states, fs.find(f"{bucket[5:]}/out")
     assert load_checkpoint(trained.url, options).metrics["epochs_run"] == 1
+
+
+def test_two_workers_keep_a_clap_ensemble_in_step(survey):
+    """CLAP's contrastive loss reads several heads of each realisation: it must go through
+    the wrapped module's forward, or DDP never synchronises the gradients."""
+    store, root = survey
+    job = JobSpec.model_validate({
+        **_job(root, "clap", 2, 1).model_dump(),
+        "models": [{"name": "photoz", "kind": "clap", "inputs": "photometry", "members": 2,
+                    "mlp_hidden": 16, "latent_dims": 4, "extra_dims": 4, "refit_epochs": 0,
+                    "targets": ["redshift"], "grid": {"low": 0.0, "high": 0.4, "n_bins": 20}}]})
+    [trained] = train_job(job, store)
+    [start] = load_checkpoint(trained.url).provenance["starts"]
+    digests = [r["weights"] for r in start["ranks"]]
+    assert len(digests) == 2 and len(set(digests)) == 1
+    assert digests[0] != start["weights"]
