@@ -27,7 +27,7 @@ import torch
 from ..errors import CheckpointMismatchError, CheckpointNotFoundError
 from ..fs import read_bytes, redact, write_bytes_atomic
 from .domain import TrainingDomain
-from .inputs import ImageInput, PhotometryInput, input_source
+from .inputs import ImageInput, PhotometryInput, model_input
 from .preprocess import Normalization
 
 __all__ = ["Checkpoint", "TargetInfo", "load_checkpoint", "save_checkpoint"]
@@ -85,9 +85,7 @@ class Checkpoint:
 
     def model_input(self) -> ImageInput | PhotometryInput:
         """What the network reads: normalised cutouts, or standardised photometry."""
-        if input_source(self.config) == "photometry":
-            return PhotometryInput.from_dict(self.config["photometry_input"])
-        return ImageInput(self.normalization)
+        return model_input(self.config, self.normalization)
 
     def check_store(self, bands: tuple[str, ...] | list[str], image_size: tuple[int, int],
                     where: str, *, has_images: bool = True,

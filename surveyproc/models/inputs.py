@@ -30,7 +30,7 @@ from .preprocess import Normalization
 from .resnet import ResNet18
 
 __all__ = ["INPUT_SOURCES", "ImageInput", "PhotometryInput", "PhotometryMLP", "build_trunk",
-           "input_source"]
+           "input_source", "model_input"]
 
 INPUT_SOURCES = ("images", "photometry")
 InputSource = Literal["images", "photometry"]
@@ -208,6 +208,15 @@ class PhotometryMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def model_input(config: Mapping[str, Any], normalization: Normalization
+                ) -> ImageInput | PhotometryInput:
+    """What a network of ``config`` reads: its standardised photometry (kept in the config),
+    or cutouts through ``normalization``."""
+    if input_source(config) == "photometry":
+        return PhotometryInput.from_dict(config["photometry_input"])
+    return ImageInput(normalization)
 
 
 def build_trunk(config: Mapping[str, Any]) -> nn.Module:

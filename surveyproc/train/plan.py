@@ -34,7 +34,7 @@ from ..models import (
     save_checkpoint,
 )
 from ..models.domain import TrainingDomain
-from ..models.inputs import ImageInput, PhotometryInput, input_source
+from ..models.inputs import ImageInput, PhotometryInput, input_source, model_input
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
 from .data import StoreBatches, split_targets, target_statistics
@@ -148,9 +148,7 @@ class TrainingPlan:
     @property
     def model_input(self) -> ImageInput | PhotometryInput:
         """What the network reads (the cutouts, or the photometry), as fitted."""
-        if input_source(self.config) == "photometry":
-            return PhotometryInput.from_dict(self.config["photometry_input"])
-        return ImageInput(self.normalization)
+        return model_input(self.config, self.normalization)
 
     def build(self) -> torch.nn.Module:
         """A fresh network of the planned architecture."""
