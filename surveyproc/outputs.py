@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fs import join
+from .fs import join, normalize
 
 __all__ = ["OutputLayout"]
 
@@ -40,7 +40,11 @@ class OutputLayout:
 
     @property
     def catalog(self) -> str:
-        return self.catalog_override or join(self.dir, "catalog")
+        """The catalog: ``<dir>/catalog``, or the override; a relative local path is made
+        absolute here, in the driver (a Ray actor's working directory is not the
+        command's, and it would write the parts there)."""
+        return normalize(self.catalog_override) if self.catalog_override \
+            else join(self.dir, "catalog")
 
     @property
     def report(self) -> str:

@@ -10,7 +10,7 @@ from .reader import (
     pdf_grid,
     read_catalog,
 )
-from .schema import STATS, CatalogSchema, ModelColumns
+from .schema import STATS, CatalogSchema, ModelColumns, name_shared_columns
 from .writer import CatalogWriter, CommitRecord, part_name
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "catalog_schema",
     "committed_parts",
     "manifest",
+    "name_shared_columns",
     "part_name",
     "pdf_ensemble",
     "pdf_grid",

@@ -21,7 +21,6 @@ import pyarrow.dataset as ds
 
 from ..errors import CatalogNotFoundError, InvalidParameterError
 from ..fs import join, read_bytes, redact, resolve
-from .columns import pdf_column
 from .schema import CatalogSchema
 from .writer import DESCRIPTION, CatalogWriter, manifest, part_name
 
@@ -92,21 +91,25 @@ def read_catalog(url: str, storage_options: dict[str, Any] | None = None, *,
     return pa.concat_tables([f.to_table(columns=wanted, schema=schema) for f in fragments])
 
 
-def pdf_grid(schema: CatalogSchema, target: str) -> np.ndarray:
-    """Bin centres of ``target``'s PDF column."""
-    for model in schema.models:
-        if target in model.pdf_grids:
-            return model.pdf_grids[target].centres_array()
-    msg = f"no PDF column for {target!r}; PDFs exist for " + (
-        ", ".join(t for m in schema.models for t in m.pdf_grids) or "no target")
-    raise InvalidParameterError(msg)
+def pdf_grid(schema: CatalogSchema, estimate: str) -> np.ndarray:
+    """Bin centres of the PDF column of ``estimate`` (a target, or ``<model>_<target>``
+    where several models estimate it)."""
+    model, target = schema.find_estimate(estimate)
+    if target not in model.pdf_grids:
+        msg = f"no PDF column for {estimate!r}; PDFs exist for " + (
+            ", ".join(m.estimate(t) for m in schema.models for t in m.pdf_grids)
+            or "no target")
+        raise InvalidParameterError(msg)
+    return model.pdf_grids[target].centres_array()
 
 
-def pdf_ensemble(table: pa.Table, schema: CatalogSchema, target: str):
-    """The ``<target>_pdf`` column as an LSST DESC ``qp`` interpolated ensemble."""
+def pdf_ensemble(table: pa.Table, schema: CatalogSchema, estimate: str):
+    """The PDF column of ``estimate`` (``<target>_pdf``, or ``<model>_<target>_pdf``) as an
+    LSST DESC ``qp`` interpolated ensemble."""
     import qp
 
-    xvals = pdf_grid(schema, target)
-    column = table.column(pdf_column(target)).combine_chunks()
+    xvals = pdf_grid(schema, estimate)
+    model, target = schema.find_estimate(estimate)
+    column = table.column(model.pdf(target)).combine_chunks()
     yvals = column.values.to_numpy(zero_copy_only=False).reshape(len(column), len(xvals))
     return qp.Ensemble(qp.interp, data={"xvals": xvals, "yvals": yvals})

@@ -9,6 +9,12 @@ recorded in the metadata); a sparse-feature model adds ``act_idx``
 when a run has more than one; a model kind may add columns of its own
 (``extra_columns``).  Names come from :mod:`.columns`.
 
+When several models of a run estimate one target (a calibrated model beside
+its baselines), each of their estimates is named ``<model>_<t>``
+(``clap_redshift_q50``, ``softmax_redshift_pdf``): :func:`name_shared_columns`
+gives them their ``estimate_prefix`` and the metadata records it, so a reader
+finds every model's columns in ``ModelColumns``.
+
 The metadata (JSON under the Parquet schema key ``surveyproc``, and in
 ``_catalog.json``) says which model made which columns, the PDF grids, and
 how each uncertainty was obtained, so a reader needs nothing else.
@@ -17,7 +23,8 @@ how each uncertainty was obtained, so a reader needs nothing else.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pyarrow as pa
@@ -34,7 +41,8 @@ from .columns import (
     stat_column,
 )
 
-__all__ = ["METADATA_KEY", "STATS", "CatalogSchema", "ModelColumns", "list_column"]
+__all__ = ["METADATA_KEY", "STATS", "CatalogSchema", "ModelColumns", "list_column",
+           "name_shared_columns"]
 
 #: Parquet schema-metadata key holding the catalog description (JSON).
 METADATA_KEY = b"surveyproc"
@@ -78,6 +86,9 @@ class ModelColumns:
     #: Bins of each target's PDF, in target order, for a model whose targets have
     #: grids of their own (``grid`` is then None).
     grids: tuple[Grid, ...] | None = None
+    #: Put before each of its targets' columns (``<prefix><t>_q50``) when another model of
+    #: the run estimates one of them; empty otherwise.
+    estimate_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.grids is not None and len(self.grids) != len(self.targets):
@@ -91,6 +102,43 @@ class ModelColumns:
         if self.grids is not None:
             return dict(zip(self.targets, self.grids, strict=True))
         return {t: self.grid for t in self.targets} if self.grid is not None else {}
+
+    def estimate(self, target: str) -> str:
+        """The name this model's estimate of ``target`` goes by in the catalog and report:
+        ``target``, or ``<model>_<target>`` where other models estimate it too."""
+        return f"{self.estimate_prefix}{target}"
+
+    @property
+    def estimates(self) -> dict[str, str]:
+        """Estimate name -> target, in target order."""
+        return {self.estimate(t): t for t in self.targets}
+
+    def stat(self, target: str, stat: str) -> str:
+        """The column of one summary statistic of this model's estimate of ``target``."""
+        return stat_column(self.estimate(target), stat)
+
+    def pdf(self, target: str) -> str:
+        """The PDF column of this model's estimate of ``target``."""
+        return pdf_column(self.estimate(target))
+
+    def target_columns(self) -> list[str]:
+        """Every column named after a target: statistics, and mode and PDF where gridded."""
+        grids = self.pdf_grids
+        names = []
+        for target in self.targets:
+            names += [self.stat(target, s) for s in STATS]
+            if target in grids:
+                names += [self.stat(target, "mode"), self.pdf(target)]
+        return names
+
+    def name_estimates(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """A kind's outputs (target columns named ``<t>_<stat>``, as kinds write them)
+        with this model's estimate names; unchanged without a prefix."""
+        if not self.estimate_prefix:
+            return outputs
+        plain = replace(self, estimate_prefix="").target_columns()
+        renamed = dict(zip(plain, self.target_columns(), strict=True))
+        return {renamed.get(name, name): values for name, values in outputs.items()}
 
     @property
     def act_idx(self) -> str:
@@ -131,12 +179,31 @@ class CatalogSchema:
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         for model in self.models:
-            for target in model.targets:
-                if target in seen:
-                    msg = (f"models {seen[target]} and {model.name} both predict {target}; a "
-                           "catalog holds one estimate per target (run them in separate jobs)")
+            for column in self._model_columns(model):
+                if column in seen:
+                    msg = (f"models {seen[column]} and {model.name} both write column "
+                           f"{column}" + (" (give the models different names)"
+                                          if seen[column] != model.name else ""))
                     raise InvalidParameterError(msg)
-                seen[target] = model.name
+                seen[column] = model.name
+
+    @staticmethod
+    def _model_columns(model: ModelColumns) -> list[str]:
+        names = model.target_columns()
+        if model.k is not None:
+            names += [model.act_idx, model.act_val]
+        return names + [name for name, _ in model.extra_columns]
+
+    def find_estimate(self, name: str) -> tuple[ModelColumns, str]:
+        """The model and target of estimate ``name`` (``<t>``, or ``<model>_<t>`` where
+        several models estimate ``t``); a target estimated by several models must be named
+        with its model."""
+        for model in self.models:
+            if name in model.estimates:
+                return model, model.estimates[name]
+        known = [e for m in self.models for e in m.estimates]
+        msg = f"the catalog has no estimate {name!r}; it has {', '.join(known) or 'none'}"
+        raise InvalidParameterError(msg)
 
     @property
     def model_id(self) -> str:
@@ -148,10 +215,10 @@ class CatalogSchema:
         for model in self.models:
             grids = model.pdf_grids
             for target in model.targets:
-                columns += [pa.field(stat_column(target, s), pa.float32()) for s in STATS]
+                columns += [pa.field(model.stat(target, s), pa.float32()) for s in STATS]
                 if target in grids:
-                    columns += [pa.field(stat_column(target, "mode"), pa.float32()),
-                                pa.field(pdf_column(target), pa.list_(pa.float32()))]
+                    columns += [pa.field(model.stat(target, "mode"), pa.float32()),
+                                pa.field(model.pdf(target), pa.list_(pa.float32()))]
             if model.k is not None:
                 columns += [pa.field(model.act_idx, pa.list_(pa.int16())),
                             pa.field(model.act_val, pa.list_(pa.float32()))]
@@ -169,3 +236,19 @@ class CatalogSchema:
                  if k not in ("format", "version", "models")}
         models = [ModelColumns.from_dict(m) for m in description["models"]]
         return cls(models, extra)
+
+
+def name_shared_columns(models: list[ModelColumns]) -> list[ModelColumns]:
+    """``models`` with the model name put before the columns two of them would share: the
+    estimates of a target that several models estimate, and the feature columns when
+    several models are sparse (a catalog built from one model keeps the plain names)."""
+    estimators = Counter(t for m in models for t in m.targets)
+    sparse = sum(m.k is not None for m in models)
+    out = []
+    for model in models:
+        if any(estimators[t] > 1 for t in model.targets):
+            model = replace(model, estimate_prefix=f"{model.name}_")
+        if model.k is not None and sparse > 1:
+            model = replace(model, sparse_prefix=f"{model.name}_")
+        out.append(model)
+    return out

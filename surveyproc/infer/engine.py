@@ -25,12 +25,12 @@ import math
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..catalog.commits import COMPACT_EVERY, CommitRecord
-from ..catalog.schema import CatalogSchema
+from ..catalog.schema import CatalogSchema, name_shared_columns
 from ..catalog.writer import CatalogWriter
 from ..errors import (
     CheckpointNotFoundError,
@@ -144,10 +144,7 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
             if warning not in warnings:
                 warnings.append(warning)
         loaded.append((name, checkpoint, data))
-    columns = [model_columns(name, c) for name, c, _ in loaded]
-    if sum(c.k is not None for c in columns) > 1:  # several sparse models: name their columns
-        columns = [replace(c, sparse_prefix=f"{c.name}_") if c.k is not None else c
-                   for c in columns]
+    columns = name_shared_columns([model_columns(name, c) for name, c, _ in loaded])
     # Default: about 4,096 objects, and at least 16 shards so that up to 8 actors all work;
     # it depends on the store alone, so a re-run with other resources continues the catalog.
     per_shard = job.infer.objects_per_shard or max(

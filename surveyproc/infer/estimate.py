@@ -27,7 +27,7 @@ from ..errors import InvalidParameterError
 from ..flags import Flag
 from ..kinds import ModelKind, build_network, get_kind
 from ..models.checkpoint import Checkpoint
-from ..models.inputs import ImageInput, PhotometryInput
+from ..models.inputs import ModelInput
 from ..models.targets import TargetSpec, label_columns, resolve_targets, values_from_labels
 
 __all__ = ["Estimator", "LoadedModel", "blank_rows", "merge_flags", "model_columns",
@@ -146,7 +146,7 @@ class Estimator:
             self.models.append(LoadedModel(
                 columns, checkpoint, module, kind,
                 _truth_specs(checkpoint, store_labels) if kind.needs_truth else None))
-        self._inputs: dict[tuple, ImageInput | PhotometryInput] = {}
+        self._inputs: dict[tuple, ModelInput] = {}
         self._input_of: list[tuple] = []
         for m in self.models:
             model_input = m.checkpoint.model_input()
@@ -166,8 +166,7 @@ class Estimator:
     @property
     def photometry_bands(self) -> list[str]:
         """The bands whose photometry some model reads."""
-        return sorted({b for i in self._inputs.values() if isinstance(i, PhotometryInput)
-                       for b in i.bands})
+        return sorted({b for i in self._inputs.values() for b in i.photometry_bands})
 
     @property
     def truth_labels(self) -> list[str]:
@@ -227,8 +226,8 @@ class Estimator:
                       else _timing_forward(model.module, forward_seconds))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda), timing:
                 truth = self._truth(model, labels, len(x))
-                out.update(model.kind.infer(model.module, x, model.columns, model.checkpoint,
-                                            truth))
+                out.update(model.columns.name_estimates(model.kind.infer(
+                    model.module, x, model.columns, model.checkpoint, truth)))
         return out
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalog.columns import pdf_column
 from ..catalog.pdf import covered, pit_values
 from ..catalog.schema import CatalogSchema
 from ..errors import InvalidParameterError
@@ -36,6 +35,7 @@ class LiveTarget:
     target: str
     grid: Grid
     spec: TargetSpec
+    column: str  # the model's PDF column of the target
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def live_targets(schema: CatalogSchema, store_labels: tuple[str, ...]) -> list[L
                 (spec,) = resolve_targets([target], store_labels)
             except InvalidParameterError:  # no such label in this store: nothing to judge
                 continue
-            found.append(LiveTarget(model.name, target, grid, spec))
+            found.append(LiveTarget(model.name, target, grid, spec, model.pdf(target)))
     return found
 
 
@@ -73,7 +73,7 @@ def live_calibration(targets: list[LiveTarget], labels: dict[str, np.ndarray],
     """Counts for each target from a shard's label columns and estimate columns."""
     results = []
     for t in targets:
-        pdf = np.asarray(estimates[pdf_column(t.target)], dtype=np.float64)
+        pdf = np.asarray(estimates[t.column], dtype=np.float64)
         truth = values_from_labels(labels, len(pdf), [t.spec])[:, 0].astype(np.float64)
         known = np.isfinite(truth) & np.isfinite(pdf).all(axis=1)
         pit = pit_values(pdf[known], truth[known], t.grid)

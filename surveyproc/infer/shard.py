@@ -173,9 +173,12 @@ class ShardProcessor:
         domains: dict[str, TrainingDomain] = {}  # models trained on one sample: check once
         for _, checkpoint in loaded:
             domain = checkpoint.training_domain
-            if domain is not None and domain.source == "images":  # per-object pixel checks
+            if domain is not None:
                 domains[repr(checkpoint.domain)] = domain
-        self.domains = list(domains.values())
+        # per-object checks: pixel measures for image models, magnitudes and colours for
+        # photometry models
+        self.domains = [d for d in domains.values() if d.source == "images"]
+        self.photometry_domains = [d for d in domains.values() if d.source == "photometry"]
         lay = self.store.layout
         self.estimator.warm_up(len(lay.bands), lay.height, lay.width)
         self.arrow_schema = self.schema.arrow()
@@ -220,6 +223,11 @@ class ShardProcessor:
                      if b in batch.photometry]
             no_signal = ~np.any(known, axis=0) if known else np.zeros(len(batch), dtype=bool)
             outside, reasons = np.zeros(len(batch), dtype=bool), {}
+        for domain in self.photometry_domains:
+            mask, found = domain.outside_photometry(batch.photometry)
+            outside |= mask
+            for reason, count in found.items():
+                reasons[reason] = reasons.get(reason, 0) + count
         t2 = time.perf_counter()
         inputs = estimator.prepare(images, batch.photometry, batch.photometry_error)
         pixel_bytes = 0 if batch.unreadable else batch.nbytes

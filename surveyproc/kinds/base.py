@@ -68,12 +68,13 @@ class ModelSettings(BaseModel):
 
 
 class InputsSettings(ModelSettings):
-    """Settings of a kind that reads images or photometry (``input_sources`` of both)."""
+    """Settings of a kind that reads images, photometry or both (its ``input_sources``)."""
 
-    inputs: Literal["images", "photometry"] = Field(
+    inputs: Literal["images", "photometry", "both"] = Field(
         "images", description="images: a ResNet-18 on the cutouts; photometry: an MLP on "
         "the store's photometry (asinh magnitudes, colours and, where the store has them, "
-        "errors), e.g. on a photometry-only store from 'surveyproc ingest table'.")
+        "errors), e.g. on a photometry-only store from 'surveyproc ingest table'; both: the "
+        "two, their features joined (kinds that offer it).")
     mlp_hidden: int = Field(256, ge=8, description="Hidden units of the photometry MLP.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout rate of the "
                            "photometry MLP.")

@@ -1,5 +1,6 @@
-"""Kind ``binned_density``: ResNet-18 (or, with ``inputs: photometry``, an MLP on the photometry)
--> softmax over bins of one target, read as its PDF: the plain baseline of CLAP's paper."""
+"""Kind ``binned_density``: ResNet-18 (or, with ``inputs: photometry``, an MLP on the photometry;
+with ``inputs: both``, the two) -> softmax over bins of one target, read as its PDF: the plain
+baseline of CLAP's paper."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..catalog.schema import ModelColumns
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.density import BinnedDensity
 from ..models.grid import Grid
-from ..models.inputs import build_trunk, input_source
+from ..models.inputs import build_trunk
 from .base import InputsSettings, ModelKind, ModelSettings
 from .columns import density_columns, density_outputs
 from .registry import register_kind
@@ -44,12 +45,11 @@ class BinnedDensityKind(ModelKind):
     name = "binned_density"
     description = "ResNet-18 (or an MLP on photometry) -> softmax over target bins (PDF)"
     settings: ClassVar[type[ModelSettings]] = BinnedDensitySettings
-    input_sources = ("images", "photometry")
+    input_sources: ClassVar[tuple[str, ...]] = ("images", "photometry", "both")
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
-        trunk = build_trunk(config) if input_source(config) == "photometry" else None
         return BinnedDensity(config["in_bands"], Grid(**config["grid"]), config.get("width", 64),
-                             trunk)
+                             build_trunk(config))
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> DensityTask:
         return DensityTask(Grid(**config["grid"]), targets[0])

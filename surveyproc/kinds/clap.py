@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -73,6 +73,10 @@ class ClapSettings(BinnedDensitySettings):
                        "in the paper with 400,000 references).")
     recalibrate: bool = Field(True, description="Reweight KNN densities by the local PIT "
                               "distribution.")
+    calibration_split: Literal["train", "val"] = Field(
+        "train", description="Whose PITs choose k and recalibrate: the training galaxies' "
+        "own (leave-one-out; the CLAP code's recali_op=1), or the validation galaxies' "
+        "against the training references (out of sample, as the paper's SDSS default).")
     refit_epochs: int = Field(10, ge=0, description="Epochs of the refit (0: the estimator "
                               "heads give the densities, no KNN).")
     refit_lr: float = Field(1e-3, gt=0.0, description="Learning rate of the refit.")
@@ -196,7 +200,7 @@ class ClapKind(BinnedDensityKind):
     description = "contrastive latent -> adaptive KNN -> refit -> harmonic-mean ensemble " \
                   "(Lin et al., CLAP): calibrated PDF"
     settings = ClapSettings
-    input_sources = ("images", "photometry")
+    input_sources: ClassVar[tuple[str, ...]] = ("images", "photometry")
     trains_every_parameter = False  # the refit heads learn after gradient training
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
@@ -220,16 +224,18 @@ class ClapKind(BinnedDensityKind):
             return
         train_latent, train_truth, train_ids = _latents(model, data.batches("train"))
         val_latent, val_truth, _ = _latents(model, data.batches("val"))
+        by_val = config.get("calibration_split", "train") == "val" and len(val_truth) > 1
         val_knn = []
         for m in range(len(model.members)):
+            knn_settings: dict[str, Any] = {
+                "k_max": int(config["k_max"]), "recalibrate": bool(config["recalibrate"]),
+                "calibration": (val_latent[m], val_truth) if by_val else None}
             knn = adaptive_knn_densities(train_latent[m], train_truth, train_latent[m], grid,
-                                         k_max=int(config["k_max"]), query_is_reference=True,
-                                         recalibrate=bool(config["recalibrate"]))
+                                         query_is_reference=True, **knn_settings)
             _refit(model, m, data, train_ids, knn.pdf * grid.width, epochs,
                    float(config["refit_lr"]))
             val = adaptive_knn_densities(train_latent[m], train_truth, val_latent[m], grid,
-                                         k_max=int(config["k_max"]),
-                                         recalibrate=bool(config["recalibrate"]))
+                                         **knn_settings)
             val_knn.append(val)
             summary.append({"member": m, "train_median_k": float(np.median(knn.k)),
                             "val_median_k": float(np.median(val.k))})
@@ -248,6 +254,7 @@ class ClapKind(BinnedDensityKind):
                 row["val_wasserstein_refit_knn"] = float(np.mean(wasserstein_pdfs(
                     pdf, val_knn[m].pdf, grid)))
         model.knn_summary = {"refit": True, "reference_galaxies": len(train_truth),
+                             "calibration": "val" if by_val else "train",
                              "val_galaxies": len(val_truth), "members": summary}
 
     def readouts(self, model: nn.Module, data: TrainingData) -> dict[str, Any] | None:

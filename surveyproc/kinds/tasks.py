@@ -18,7 +18,7 @@ from torch import nn
 from ..models.checkpoint import TargetInfo
 from ..models.grid import Grid
 
-__all__ = ["DensityTask", "RegressionTask"]
+__all__ = ["DensityTask", "RegressionTask", "binned_cross_entropy"]
 
 
 @dataclass
@@ -51,6 +51,15 @@ class RegressionTask:
         return out
 
 
+def binned_cross_entropy(logits: torch.Tensor, y: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Cross-entropy of each known truth's bin (``y[:, 0]``) under (batch, bins) logits; 0,
+    still in the graph, for a batch without one."""
+    known = torch.isfinite(y[:, 0])
+    if not known.any():
+        return logits.sum() * 0.0
+    return nn.functional.cross_entropy(logits[known], grid.bin_of(y[known, 0]))
+
+
 @dataclass
 class DensityTask:
     """Cross-entropy of the true bin; mean-based RMSE, sigma_NMAD and mean log-density."""
@@ -59,12 +68,7 @@ class DensityTask:
     target: TargetInfo
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = model(x).logits.float()
-        known = torch.isfinite(y[:, 0])
-        if not known.any():
-            return logits.sum() * 0.0
-        bins = self.grid.bin_of(y[known, 0])
-        return nn.functional.cross_entropy(logits[known], bins)
+        return binned_cross_entropy(model(x).logits.float(), y, self.grid)
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
         """(batch, bins) PDFs on the grid (the model's ``logits`` output, softmaxed)."""

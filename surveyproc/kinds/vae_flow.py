@@ -22,7 +22,6 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..catalog.columns import stat_column
 from ..catalog.schema import ModelColumns
 from ..models.checkpoint import Checkpoint, TargetInfo
 from ..models.grid import Grid
@@ -115,10 +114,11 @@ class CorrelationAggregator:
     column: str
     targets: list[str]
     pairs: list[tuple[int, int]]
+    medians: list[str]  # each target's posterior median column
     columns: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.columns = [self.column, *(stat_column(t, "q50") for t in self.targets)]
+        self.columns = [self.column, *self.medians]
 
     def partial(self, frame: Any, labels: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ..stats.frames import list_values
@@ -129,8 +129,7 @@ class CorrelationAggregator:
         for k, (a, b) in enumerate(self.pairs):
             ta, tb = (np.asarray(labels.get(self.targets[i], np.full(len(corr), np.nan)),
                                  dtype=np.float64) for i in (a, b))
-            ma, mb = (frame[stat_column(self.targets[i], "q50")].to_numpy(dtype=np.float64)
-                      for i in (a, b))
+            ma, mb = (frame[self.medians[i]].to_numpy(dtype=np.float64) for i in (a, b))
             both = np.isfinite(ta) & np.isfinite(tb) & np.isfinite(ma) & np.isfinite(mb)
             for m, (u, v) in enumerate(((ta - ma, tb - mb), (ta, tb))):
                 u, v = u[both], v[both]
@@ -295,7 +294,8 @@ class VAEFlowKind(ModelKind):
             return None
         targets = list(correlation["targets"])
         pairs = [(targets.index(a), targets.index(b)) for a, b in correlation["pairs"]]
-        return CorrelationAggregator(correlation["column"], targets, pairs)
+        return CorrelationAggregator(correlation["column"], targets, pairs,
+                                     [columns.stat(t, "q50") for t in targets])
 
     def report_section(self, context: ReportContext) -> str | None:
         """The joint posterior's correlations beside those of the errors and truths."""

@@ -27,7 +27,7 @@ import torch
 from ..errors import CheckpointMismatchError, CheckpointNotFoundError
 from ..fs import read_bytes, redact, write_bytes_atomic
 from .domain import TrainingDomain
-from .inputs import ImageInput, PhotometryInput, model_input
+from .inputs import CombinedInput, ModelInput, PhotometryInput, model_input
 from .preprocess import Normalization
 
 __all__ = ["Checkpoint", "TargetInfo", "load_checkpoint", "save_checkpoint"]
@@ -83,8 +83,8 @@ class Checkpoint:
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def model_input(self) -> ImageInput | PhotometryInput:
-        """What the network reads: normalised cutouts, or standardised photometry."""
+    def model_input(self) -> ModelInput:
+        """What the network reads: normalised cutouts, standardised photometry, or both."""
         return model_input(self.config, self.normalization)
 
     def check_store(self, bands: tuple[str, ...] | list[str], image_size: tuple[int, int],
@@ -95,16 +95,19 @@ class Checkpoint:
         cutout size than training's, or no images; for a photometry model, a band's
         photometry (or, when it was trained with them, its errors) missing."""
         model_input = self.model_input()
-        if isinstance(model_input, PhotometryInput):
-            for kind, have, needed in (("photometry", photometry_bands, model_input.bands),
+        photometry = (model_input.photometry if isinstance(model_input, CombinedInput)
+                      else model_input)
+        if isinstance(photometry, PhotometryInput):
+            for kind, have, needed in (("photometry", photometry_bands, photometry.bands),
                                        ("photometry errors", error_bands,
-                                        model_input.bands if model_input.errors else ())):
+                                        photometry.bands if photometry.errors else ())):
                 missing = [b for b in needed if b not in have]
                 if missing:
                     msg = (f"model {self.model_id} reads the {kind} of "
                            f"{','.join(needed)} but {where} has no {kind} of "
                            f"{','.join(missing)}")
                     raise CheckpointMismatchError(msg)
+        if not model_input.reads_images:
             return
         if not has_images:
             msg = (f"model {self.model_id} reads images but {where} has none (a "

@@ -17,10 +17,17 @@ training domain:
   number outside is flagged ``OUT_OF_DISTRIBUTION`` (its estimates are kept:
   the flag says they are extrapolations).  Fewer than 3 % of held-out
   synthetic galaxies are flagged (tests/models/test_domain.py).
+
+A model that reads a store's photometry alone has no pixels to measure: its domain
+is the flux unit, and per object each band's AB magnitude and each adjacent colour,
+with intervals found the same way (quantiles, widened).  A galaxy fainter, brighter or
+redder than anything in training (a deeper survey's faint end, a quasar among galaxies)
+is flagged ``OUT_OF_DISTRIBUTION``; a band without a positive flux is not judged.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,12 +37,18 @@ import numpy as np
 from ..errors import CheckpointMismatchError
 from .background import CutoutBackground, measure_background
 
-__all__ = ["TrainingDomain"]
+__all__ = ["TrainingDomain", "photometric_features"]
 
 FEATURES = ("noise", "sky", "flux")
+#: The per-object numbers of a photometry model's domain: AB magnitudes per band, colours
+#: per adjacent pair of bands.
+PHOTOMETRIC_FEATURES = ("magnitude", "colour")
 QUANTILES = (0.005, 0.995)
 MARGIN = 0.25  # of an interval's width, added on each side
-MIN_WIDTH = {"noise": 0.05, "sky": 0.5, "flux": 0.5}  # dex, noise units, asinh units
+MIN_WIDTH = {"noise": 0.05, "sky": 0.5, "flux": 0.5,  # dex, noise units, asinh units
+             "magnitude": 0.5, "colour": 0.2}  # mag
+#: AB zero point of the store's nanomaggies.
+ZERO_POINT = 22.5
 NOISE_RATIO_WARNING = 2.0
 
 
@@ -70,23 +83,20 @@ class TrainingDomain:
                      dict(calibration.get("psf_fwhm") or {}), [float(v) for v in noise], {},
                      len(images))
         values = domain.features(images, background)
-        for name in FEATURES:
-            finite = np.where(np.isfinite(values[name]), values[name], np.nan)
-            with warnings.catch_warnings():  # a band without one measurable object: no limit
-                warnings.simplefilter("ignore", RuntimeWarning)
-                lo, hi = np.nanquantile(finite, QUANTILES, axis=0)
-            width = np.maximum(hi - lo, MIN_WIDTH[name])
-            lo = np.where(np.isfinite(lo), lo - MARGIN * width, -np.inf)
-            hi = np.where(np.isfinite(hi), hi + MARGIN * width, np.inf)
-            domain.intervals[name] = [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
+        domain.intervals.update({name: _interval(values[name], name) for name in FEATURES})
         return domain
 
     @classmethod
     def of_photometry(cls, bands: list[str] | tuple[str, ...], attrs: dict[str, Any],
-                      n_sample: int) -> TrainingDomain:
-        """The domain of a model trained on a store's photometry: its flux unit."""
-        return cls(list(bands), str(attrs.get("flux_unit", "unknown")), 0.0, None, {},
-                   [0.0] * len(bands), {}, n_sample, "photometry")
+                      fluxes: np.ndarray) -> TrainingDomain:
+        """The domain of a model trained on a store's photometry: its flux unit, and the
+        magnitudes and colours of ``fluxes`` (n, bands), the training sample's."""
+        domain = cls(list(bands), str(attrs.get("flux_unit", "unknown")), 0.0, None, {},
+                     [0.0] * len(bands), {}, len(fluxes), "photometry")
+        values = photometric_features(fluxes)
+        domain.intervals.update({name: _interval(values[name], name)
+                                 for name in PHOTOMETRIC_FEATURES})
+        return domain
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +135,30 @@ class TrainingDomain:
                 hits = int(beyond[:, j].sum())
                 if hits:
                     reasons[f"{name} {band}"] = reasons.get(f"{name} {band}", 0) + hits
+            out |= beyond.any(axis=1)
+        return out, reasons
+
+    def outside_photometry(self, photometry: dict[str, np.ndarray]
+                           ) -> tuple[np.ndarray, dict[str, int]]:
+        """Objects whose magnitudes or colours (``photometry``: band -> flux) leave a
+        photometry model's domain, and how many per (number, band or colour); nothing for
+        a domain without intervals (checkpoints from before they were kept)."""
+        n = len(next(iter(photometry.values()))) if photometry else 0
+        out = np.zeros(n, dtype=bool)
+        reasons: dict[str, int] = {}
+        if not self.intervals or any(b not in photometry for b in self.bands):
+            return out, reasons
+        values = photometric_features(np.stack([photometry[b] for b in self.bands], axis=1))
+        names = {"magnitude": list(self.bands),
+                 "colour": [f"{a}-{b}" for a, b in itertools.pairwise(self.bands)]}
+        for name in PHOTOMETRIC_FEATURES:
+            bounds = np.asarray(self.intervals[name]).reshape(-1, 2)
+            with np.errstate(invalid="ignore"):
+                beyond = (values[name] < bounds[:, 0]) | (values[name] > bounds[:, 1])
+            for j, label in enumerate(names[name]):
+                hits = int(beyond[:, j].sum())
+                if hits:
+                    reasons[f"{name} {label}"] = hits
             out |= beyond.any(axis=1)
         return out, reasons
 
@@ -175,3 +209,32 @@ class TrainingDomain:
                                 f" x the {trained:.3g} model {model} was trained on; expect "
                                 "OUT_OF_DISTRIBUTION flags")
         return notes
+
+
+def photometric_features(fluxes: np.ndarray) -> dict[str, np.ndarray]:
+    """AB magnitudes (n, bands) of nanomaggy ``fluxes`` and adjacent colours (n, bands - 1);
+    NaN where a flux is not positive.
+
+    >>> values = photometric_features(np.array([[1.0, 10.0], [-1.0, 10.0]]))
+    >>> values["magnitude"].round(2).tolist(), values["colour"].round(2).tolist()
+    ([[22.5, 20.0], [nan, 20.0]], [[2.5], [nan]])
+    """
+    fluxes = np.asarray(fluxes, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mags = np.where(fluxes > 0, ZERO_POINT - 2.5 * np.log10(fluxes), np.nan)
+    return {"magnitude": mags, "colour": mags[:, :-1] - mags[:, 1:]}
+
+
+def _interval(values: np.ndarray, name: str) -> list[list[float]]:
+    """Per column of ``values`` (n, columns): the central 99 % interval, widened by
+    :data:`MARGIN` of its width (at least :data:`MIN_WIDTH`) each side; unbounded for a
+    column without one finite value."""
+    finite = np.where(np.isfinite(values), values, np.nan)
+    with warnings.catch_warnings():  # a band without one measurable object: no limit
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(finite, QUANTILES, axis=0)
+    width = np.maximum(hi - lo, MIN_WIDTH[name])
+    lo = np.where(np.isfinite(lo), lo - MARGIN * width, -np.inf)
+    hi = np.where(np.isfinite(hi), hi + MARGIN * width, np.inf)
+    return [[float(a), float(b)] for a, b in zip(np.atleast_1d(lo), np.atleast_1d(hi),
+                                                    strict=True)]

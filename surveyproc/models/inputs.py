@@ -9,6 +9,11 @@ A model's ``inputs`` setting (kinds that offer it) picks its input:
   each magnitude's error, standardised with the training split's mean and spread
   (:class:`PhotometryInput`), read by an MLP (:class:`PhotometryMLP`).  A photometry-only
   store (a spectroscopic sample's magnitudes) trains and runs such models.
+- ``both``: the two side by side (:class:`CombinedInput`): one flat row per galaxy, the
+  normalised pixels then the photometric features, which :class:`ImagesAndPhotometry`
+  splits again into a ResNet-18 and an MLP whose features it joins.  One tensor per
+  galaxy keeps every path that moves a model's input (shuffling, data-parallel
+  training, pinned copies to a GPU) as it is for a single input.
 
 Both inputs turn a store batch's raw arrays into the network's tensor in two steps,
 ``raw`` (the arrays kept per object while batches are shuffled) then ``apply``, so
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -29,11 +34,12 @@ from ..errors import InvalidParameterError
 from .preprocess import Normalization
 from .resnet import ResNet18
 
-__all__ = ["INPUT_SOURCES", "ImageInput", "PhotometryInput", "PhotometryMLP", "build_trunk",
-           "input_source", "model_input"]
+__all__ = ["INPUT_SOURCES", "CombinedInput", "ImageInput", "ImagesAndPhotometry",
+           "ModelInput", "PhotometryInput", "PhotometryMLP", "build_trunk", "input_source",
+           "model_input"]
 
-INPUT_SOURCES = ("images", "photometry")
-InputSource = Literal["images", "photometry"]
+INPUT_SOURCES = ("images", "photometry", "both")
+InputSource = Literal["images", "photometry", "both"]
 #: AB zero point of the store's nanomaggies.
 _ZERO_POINT = 22.5
 _POGSON = 2.5 / np.log(10.0)
@@ -56,7 +62,7 @@ def input_source(config: Mapping[str, Any]) -> InputSource:
     if source not in INPUT_SOURCES:
         msg = f"unknown model input {source!r}; one of {', '.join(INPUT_SOURCES)}"
         raise InvalidParameterError(msg)
-    return "photometry" if source == "photometry" else "images"
+    return cast(InputSource, source)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class ImageInput:
     normalization: Normalization
     reads_images = True
     reads_photometry = False
+    photometry_bands: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -115,6 +122,10 @@ class PhotometryInput:
     @property
     def n_features(self) -> int:
         return self.feature_count(len(self.bands), self.errors)
+
+    @property
+    def photometry_bands(self) -> tuple[str, ...]:
+        return self.bands
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -185,6 +196,61 @@ class PhotometryInput:
                    tuple(values["mean"]), tuple(values["std"]))
 
 
+@dataclass(frozen=True)
+class CombinedInput:
+    """Cutouts and photometry as one flat row per galaxy: ``bands x h x w`` normalised
+    pixels, then the standardised photometric features.
+
+    >>> images = np.ones((2, 1, 2, 2), dtype=np.float32)
+    >>> flux = {"g": np.array([1.0, 2.0]), "r": np.array([2.0, 4.0])}
+    >>> photometry = PhotometryInput(("g", "r"), (0.01, 0.01), False, (0.0,) * 3, (1.0,) * 3)
+    >>> both = CombinedInput(ImageInput(Normalization((1.0,))), photometry, (1, 2, 2))
+    >>> both.apply(both.raw(images, flux, {})).shape  # 4 pixels + 2 magnitudes + 1 colour
+    torch.Size([2, 7])
+    """
+
+    images: ImageInput
+    photometry: PhotometryInput
+    shape: tuple[int, int, int]  # bands, height, width of the cutouts
+    reads_images = True
+    reads_photometry = True
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return ("both", self.images.key, self.photometry.key, self.shape)
+
+    @property
+    def photometry_bands(self) -> tuple[str, ...]:
+        return self.photometry.bands
+
+    @property
+    def pixels(self) -> int:
+        return int(np.prod(self.shape))
+
+    def raw(self, images: np.ndarray | None, photometry: Mapping[str, np.ndarray],
+            errors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(n, pixels + 2 x bands) float32: the raw pixels, then fluxes and their errors."""
+        pixels = self.images.raw(images, photometry, errors)
+        fluxes = self.photometry.raw(images, photometry, errors)
+        return np.concatenate([pixels.reshape(len(pixels), -1).astype(np.float32, copy=False),
+                               fluxes.reshape(len(fluxes), -1).astype(np.float32)], axis=1)
+
+    def split(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A :meth:`raw` row's cutouts (n, bands, h, w) and photometry (n, 2, bands)."""
+        n = len(raw)
+        return (raw[:, :self.pixels].reshape(n, *self.shape),
+                raw[:, self.pixels:].astype(np.float64).reshape(n, 2, -1))
+
+    def apply(self, raw: np.ndarray) -> torch.Tensor:
+        pixels, fluxes = self.split(raw)
+        return torch.cat([self.images.apply(pixels).reshape(len(raw), -1),
+                          self.photometry.apply(fluxes)], dim=1)
+
+
+#: What a network reads, one of the three inputs.
+ModelInput = ImageInput | PhotometryInput | CombinedInput
+
+
 class PhotometryMLP(nn.Module):
     """Photometric features -> ``out_features`` (ReLU MLP with LayerNorm; the trunk of
     photometry models, in place of the ResNet-18 of image models).
@@ -210,20 +276,52 @@ class PhotometryMLP(nn.Module):
         return self.net(x)
 
 
-def model_input(config: Mapping[str, Any], normalization: Normalization
-                ) -> ImageInput | PhotometryInput:
-    """What a network of ``config`` reads: its standardised photometry (kept in the config),
-    or cutouts through ``normalization``."""
-    if input_source(config) == "photometry":
-        return PhotometryInput.from_dict(config["photometry_input"])
-    return ImageInput(normalization)
+class ImagesAndPhotometry(nn.Module):
+    """The trunk of ``inputs: both``: a ResNet-18 on the pixels of a :class:`CombinedInput`
+    row and an MLP on its photometric features, their features joined.
+
+    >>> trunk = ImagesAndPhotometry((2, 8, 8), 5, width=8, hidden=16)
+    >>> trunk(torch.zeros(3, 2 * 8 * 8 + 5)).shape == (3, trunk.out_features)
+    True
+    """
+
+    def __init__(self, shape: Sequence[int], n_features: int, width: int = 64,
+                 hidden: int = 256, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.shape = tuple(int(v) for v in shape)
+        self.pixels = int(np.prod(self.shape))
+        self.images = ResNet18(self.shape[0], width)
+        self.photometry = PhotometryMLP(n_features, hidden, dropout=dropout)
+        self.out_features = int(self.images.out_features) + hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cutouts = x[:, :self.pixels].reshape(len(x), *self.shape)
+        return torch.cat([self.images(cutouts), self.photometry(x[:, self.pixels:])], dim=1)
+
+
+def model_input(config: Mapping[str, Any], normalization: Normalization) -> ModelInput:
+    """What a network of ``config`` reads: cutouts through ``normalization``, its
+    standardised photometry (kept in the config), or both (``image_shape`` in the config)."""
+    source = input_source(config)
+    if source == "images":
+        return ImageInput(normalization)
+    photometry = PhotometryInput.from_dict(config["photometry_input"])
+    if source == "photometry":
+        return photometry
+    shape = tuple(int(v) for v in config["image_shape"])
+    return CombinedInput(ImageInput(normalization), photometry, (shape[0], shape[1], shape[2]))
 
 
 def build_trunk(config: Mapping[str, Any]) -> nn.Module:
     """The feature extractor a config's input needs (``out_features`` wide): a ResNet-18 of
-    ``width`` for images, an MLP of ``mlp_hidden`` units for photometry."""
-    if input_source(config) == "photometry":
-        n_features = PhotometryInput.from_dict(config["photometry_input"]).n_features
-        return PhotometryMLP(n_features, int(config.get("mlp_hidden", 256)),
-                             dropout=float(config.get("dropout", 0.0)))
-    return ResNet18(config["in_bands"], config.get("width", 64))
+    ``width`` for images, an MLP of ``mlp_hidden`` units for photometry, both joined for
+    both."""
+    source = input_source(config)
+    if source == "images":
+        return ResNet18(config["in_bands"], config.get("width", 64))
+    n_features = PhotometryInput.from_dict(config["photometry_input"]).n_features
+    hidden, dropout = int(config.get("mlp_hidden", 256)), float(config.get("dropout", 0.0))
+    if source == "photometry":
+        return PhotometryMLP(n_features, hidden, dropout=dropout)
+    return ImagesAndPhotometry(config["image_shape"], n_features, config.get("width", 64),
+                               hidden, dropout)

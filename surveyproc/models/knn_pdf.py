@@ -11,6 +11,14 @@ histogram, ``h(u)``, reweights the density as ``p(z) h(F(z))``, which makes
 the PIT of similar galaxies uniform (the CLAP code's ``recali_op=1``: the
 training split alone).
 
+The references' own PITs are in-sample: a latent that has learnt its training
+galaxies places each one's neighbours closer in redshift than a new galaxy's,
+so those PITs look calibrated where the densities of new galaxies are too
+narrow.  With a *calibration set* (the validation split, as in the paper's
+SDSS default) the local PIT distribution is instead that of the calibration
+galaxies nearest the query, each one's PIT taken against its neighbours among
+the references: out-of-sample PITs, which see that over-confidence and undo it.
+
 Neighbours come from scikit-learn (exact; a ball tree or brute force as it
 chooses), with ``n_jobs`` threads; at survey scale the reference set is the
 training split only, so its size, not the catalog's, sets the cost.
@@ -143,25 +151,40 @@ class KNNDensities:
 
 def adaptive_knn_densities(reference: np.ndarray, truth_ref: np.ndarray, query: np.ndarray,
                            grid: Grid, *, k_max: int = 200, query_is_reference: bool = False,
-                           recalibrate: bool = True, n_jobs: int | None = None
+                           recalibrate: bool = True, n_jobs: int | None = None,
+                           calibration: tuple[np.ndarray, np.ndarray] | None = None
                            ) -> KNNDensities:
     """CLAP's adaptive-KNN densities of ``query`` latents against a reference set.
 
     ``query_is_reference``: the queries are the references (the refit's targets); each is
-    then left out of its own neighbours.
+    then left out of its own neighbours.  ``calibration``: latents and truths of a
+    calibration set whose PITs (against the references) choose k and recalibrate, in
+    place of the references' own (see the module docstring); k is then at most its size.
     """
-    k_max = max(1, min(k_max, len(reference) - 1))
+    k_max = max(1, min(k_max, len(reference) - 1,
+                       len(calibration[0]) if calibration is not None else k_max))
     ks = k_grid(k_max)
-    ref_idx = neighbours(reference, reference, k_max, exclude_self=True, n_jobs=n_jobs)
-    ref_pits = np.stack([knn_pit(truth_ref, ref_idx, truth_ref, k) for k in ks], axis=1)
+    ref_idx = (neighbours(reference, reference, k_max, exclude_self=True, n_jobs=n_jobs)
+               if query_is_reference or calibration is None else None)
     idx = ref_idx if query_is_reference else neighbours(reference, query, k_max,
                                                         n_jobs=n_jobs)
+    assert idx is not None
+    if calibration is None:
+        assert ref_idx is not None
+        pits = np.stack([knn_pit(truth_ref, ref_idx, truth_ref, k) for k in ks], axis=1)
+        local_idx = idx
+    else:
+        cal_latent, cal_truth = calibration
+        cal_idx = neighbours(reference, cal_latent, k_max, n_jobs=n_jobs)
+        pits = np.stack([knn_pit(truth_ref, cal_idx, cal_truth, k) for k in ks], axis=1)
+        local_idx = neighbours(cal_latent, query, k_max, n_jobs=n_jobs)
     pdf = np.zeros((len(query), grid.n_bins))
     chosen_k = np.zeros(len(query), dtype=np.int64)
     for start in range(0, len(query), _BLOCK):  # bounded memory: (block, k_max, n_k) PITs
         rows = slice(start, start + _BLOCK)
-        pdf[rows], chosen_k[rows] = _block_densities(ref_pits[idx[rows]], truth_ref[idx[rows]],
-                                                     ks, grid, recalibrate)
+        pdf[rows], chosen_k[rows] = _block_densities(pits[local_idx[rows]],
+                                                     truth_ref[idx[rows]], ks, grid,
+                                                     recalibrate)
     return KNNDensities(pdf / grid.width, chosen_k)
 
 

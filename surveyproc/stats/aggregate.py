@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..catalog.columns import pdf_column, stat_column
 from ..catalog.reader import CommittedParts, catalog_schema, committed_parts
 from ..catalog.schema import CatalogSchema, ModelColumns
 from ..errors import CatalogMismatchError, InvalidParameterError
@@ -101,7 +100,7 @@ class AggregateSpec:
     plugins: list[str] = field(default_factory=list)
     sample_rows: int = 0
     units: dict[str, str] = field(default_factory=dict)  # each target's unit
-    #: Range of each target's figures and bins: its PDF grid, else its labels' spread.
+    #: Range of each estimate's figures and bins: its PDF grid, else its labels' spread.
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
@@ -109,17 +108,27 @@ class AggregateSpec:
         return [m for m in self.models if m.k is not None]
 
     @property
-    def point_targets(self) -> list[str]:
-        return [t for m in self.models for t in m.targets]
+    def estimates(self) -> dict[str, tuple[ModelColumns, str]]:
+        """Every estimate in the catalog, by its name (``<t>``, or ``<model>_<t>`` where
+        several models estimate ``t``): its model and target."""
+        return {name: (m, t) for m in self.models for name, t in m.estimates.items()}
+
+    @property
+    def estimated_targets(self) -> list[str]:
+        """The targets some model estimates, each once."""
+        return list(dict.fromkeys(t for m in self.models for t in m.targets))
 
     @functools.cached_property
     def pdf_grids(self) -> dict[str, Grid]:
-        return {t: g for m in self.models for t, g in m.pdf_grids.items()}
+        """The PDF grid of each estimate that has one, by estimate name."""
+        return {m.estimate(t): g for m in self.models for t, g in m.pdf_grids.items()}
 
-    def point_column(self, target: str) -> str:
-        """The column judged as the target's point estimate (its settings, for PDFs)."""
-        stat = self.targets[target].point if target in self.pdf_grids else "mean"
-        return stat_column(target, stat)
+    def point_column(self, estimate: str) -> str:
+        """The column judged as an estimate's point value (its target's settings, for
+        PDFs)."""
+        model, target = self.estimates[estimate]
+        stat = self.targets[target].point if estimate in self.pdf_grids else "mean"
+        return model.stat(target, stat)
 
     def kind_aggregators(self) -> dict[str, KindAggregator]:
         """The model kinds' own aggregators, by model name (unknown kinds: none)."""
@@ -135,8 +144,9 @@ class AggregateSpec:
         return out
 
     def catalog_columns(self) -> list[str]:
-        columns = ["flags", *(self.point_column(t) for t in self.point_targets)]
-        columns += [pdf_column(t) for t in self.pdf_grids]
+        columns = ["flags", *(self.point_column(e) for e in self.estimates)]
+        columns += [model.pdf(target) for name, (model, target) in self.estimates.items()
+                    if name in self.pdf_grids]
         for model in self.sparse:
             columns += [model.act_idx, model.act_val]
         for aggregator in self.kind_aggregators().values():
@@ -162,9 +172,11 @@ def plan_aggregate(schema: CatalogSchema, store: SurveyStore,
     zero_point = (float(store.attrs.get("zero_points", {}).get(mag_band, ZERO_POINT))
                   if mag_band else 0)
     units = {t: u for m in schema.models for t, u in zip(m.targets, m.units, strict=True)}
-    ranges = {t: (g.low, g.high) for m in schema.models for t, g in m.pdf_grids.items()}
-    ungridded = [t for m in schema.models for t in m.targets if t not in ranges]
-    ranges.update(_label_ranges(store, ungridded))
+    ranges = {m.estimate(t): (g.low, g.high) for m in schema.models
+              for t, g in m.pdf_grids.items()}
+    ungridded = {e: t for m in schema.models for e, t in m.estimates.items() if e not in ranges}
+    by_label = _label_ranges(store, list(dict.fromkeys(ungridded.values())))
+    ranges.update({e: by_label[t] for e, t in ungridded.items()})
     return AggregateSpec(list(schema.models), targets, list(store.label_names), mag_band,
                          zero_point, all(b in store.label_names for b in BPT_LINES),
                          list(plugins or []), units=units, ranges=ranges)
@@ -195,7 +207,7 @@ def _label_ranges(store: SurveyStore, targets: list[str]) -> dict[str, tuple[flo
 
 @dataclass
 class Partial:
-    """The sums of some rows: FeatureSums per sparse model, CalibrationSums per target,
+    """The sums of some rows: FeatureSums per sparse model, CalibrationSums per estimate,
     and each kind aggregator's arrays per model."""
 
     features: dict[str, FeatureSums] = field(default_factory=dict)
@@ -217,10 +229,11 @@ def with_unit(text: str, unit: str) -> str:
     return f"{text} [{unit}]" if unit else text
 
 
-def _groups(spec: AggregateSpec, target: str, truth: np.ndarray,
+def _groups(spec: AggregateSpec, estimate: str, truth: np.ndarray,
             mag: np.ndarray | None) -> tuple[list[Group], list[np.ndarray]]:
     """All galaxies, bins of magnitude, and :data:`TARGET_BINS` bins of the target's truth
-    over its range (names stay short; ``by`` carries the quantity's unit)."""
+    over the estimate's range (names stay short; ``by`` carries the quantity's unit)."""
+    target = spec.estimates[estimate][1]
     groups, masks = [ALL], [np.ones(len(truth), dtype=bool)]
     unit = spec.units.get(target, "")
     if mag is not None:
@@ -229,7 +242,7 @@ def _groups(spec: AggregateSpec, target: str, truth: np.ndarray,
             groups.append(Group(f"{spec.mag_band} {a:g}-{b:g} mag", by, a, b))
             masks.append((mag >= a) & (mag < b))
     by = with_unit(f"true {target}", unit)
-    low, high = spec.ranges[target]
+    low, high = spec.ranges[estimate]
     for a, b in itertools.pairwise(np.linspace(low, high, TARGET_BINS + 1)):
         groups.append(Group(f"{target} {a:.3g}-{b:.3g}", by, float(a), float(b)))
         masks.append((truth >= a) & (truth < b))
@@ -259,7 +272,7 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
     n = len(frame)
     label_columns = {name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
                      for name in spec.labels if name in frame}
-    specs = resolve_targets(spec.point_targets, spec.labels)
+    specs = resolve_targets(spec.estimated_targets, spec.labels)
     truth_table = values_from_labels(label_columns, n, specs)
     truth = {s.name: truth_table[:, j].astype(np.float64) for j, s in enumerate(specs)}
     mag = None
@@ -283,16 +296,16 @@ def _slice_sums(frame: pd.DataFrame, spec: AggregateSpec,
             list_values(frame[model.act_idx]), list_values(frame[model.act_val]), object_id,
             labels, list(model.targets), model.n_features or 512, sample_rows, bpt, seed)
     grids = spec.pdf_grids
-    for target in spec.point_targets:
+    for estimate, (model, target) in spec.estimates.items():
         settings = spec.targets[target]
-        point = frame[spec.point_column(target)].to_numpy(dtype=np.float64, na_value=np.nan)
-        grid = grids.get(target)
-        groups, masks = _groups(spec, target, truth[target], mag)
-        pdf = list_values(frame[pdf_column(target)]) if grid else None
-        result.calibration[target] = calibration_partial(
+        point = frame[spec.point_column(estimate)].to_numpy(dtype=np.float64, na_value=np.nan)
+        grid = grids.get(estimate)
+        groups, masks = _groups(spec, estimate, truth[target], mag)
+        pdf = list_values(frame[model.pdf(target)]) if grid else None
+        result.calibration[estimate] = calibration_partial(
             truth[target], point, masks, groups, relative=settings.relative_error,
             thresholds=tuple(settings.outliers), pdf=pdf, grid=grid,
-            joint_range=spec.ranges[target])
+            joint_range=spec.ranges[estimate])
     for name, aggregator in aggregators.items():
         result.kinds[name] = aggregator.partial(
             frame, {**label_columns, **truth, **({MAGNITUDE_LABEL: mag} if mag is not None
@@ -316,10 +329,10 @@ class Aggregates:
     rows: int
     seconds: float
     features: dict[str, FeatureStatistics]
-    calibration: dict[str, pd.DataFrame]
+    calibration: dict[str, pd.DataFrame]  # by estimate name (AggregateSpec.estimates)
     pit_hist: dict[str, np.ndarray]  # all galaxies, PIT_BINS bins on [0, 1]
     spec: AggregateSpec
-    #: Per target: its (truth, estimate) histogram's counts and how many fell off it.
+    #: Per estimate: its (truth, estimate) histogram's counts and how many fell off it.
     joint: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
     kinds: dict[str, Any] = field(default_factory=dict)  # kind aggregators' results by model
     parts: CommittedParts | None = None  # which shards were read
@@ -367,12 +380,12 @@ def aggregate_catalog(catalog_url: str, store: SurveyStore,
                 for model in spec.sparse}
     aggregators = spec.kind_aggregators()
     kinds = {name: aggregators[name].finish(sums) for name, sums in total.kinds.items()}
-    calibration = {target: pd.DataFrame(finish_calibration(sums))
-                   for target, sums in total.calibration.items()}
-    pit_hist = {target: sums.pit_hist[0] for target, sums in total.calibration.items()
+    calibration = {estimate: pd.DataFrame(finish_calibration(sums))
+                   for estimate, sums in total.calibration.items()}
+    pit_hist = {estimate: sums.pit_hist[0] for estimate, sums in total.calibration.items()
                 if sums.has_pdf}
-    joint = {target: (sums.joint, sums.joint_outside)
-             for target, sums in total.calibration.items()}
+    joint = {estimate: (sums.joint, sums.joint_outside)
+             for estimate, sums in total.calibration.items()}
     flags = {str(f.name): total.flags[str(f.name)] for f in Flag if str(f.name) in total.flags}
     return Aggregates(total.rows, time.perf_counter() - started, features, calibration,
                       pit_hist, spec, joint, kinds, parts, flags)

@@ -5,6 +5,7 @@ file name; every binned axis says its quantity and unit."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -127,11 +128,18 @@ def correlation_figure(matrix: np.ndarray, rows: list[str], cols: list[str], out
     return _save(fig, out, name)
 
 
-def pit_figure(hist: np.ndarray, target: str, out: Path, name: str, bins: int = 50) -> str:
-    coarse = hist.reshape(bins, -1).sum(axis=1)
-    density = coarse / max(coarse.sum(), 1) * bins
+def pit_figure(hists: Mapping[str, np.ndarray], target: str, out: Path, name: str,
+               bins: int = 50) -> str:
+    """PIT histograms of one target (label -> fine histogram), as densities: one filled,
+    several as outlines on the same axes (models side by side)."""
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.stairs(density, np.linspace(0, 1, bins + 1), fill=True, alpha=0.6)
+    for label, hist in hists.items():
+        coarse = hist.reshape(bins, -1).sum(axis=1)
+        density = coarse / max(coarse.sum(), 1) * bins
+        if len(hists) == 1:
+            ax.stairs(density, np.linspace(0, 1, bins + 1), fill=True, alpha=0.6)
+        else:
+            ax.stairs(density, np.linspace(0, 1, bins + 1), lw=1.4, label=label)
     ax.axhline(1.0, color="k", ls="--", lw=1, label="calibrated")
     ax.set_xlabel(f"PIT of {target}")
     ax.set_ylabel("density")

@@ -188,8 +188,15 @@ def write_report(aggregates: Aggregates, store: SurveyStore, out_dir: Path,
             body.append(_feature_section(model.name, stats, store, out_dir, summary))
         body.append(_kind_section(model, aggregates, checkpoints.get(model.name), out_dir,
                                   summary, stats))
-    for target, table in aggregates.calibration.items():
-        body.append(_calibration_section(target, table, aggregates, out_dir, summary))
+    spec = aggregates.spec
+    for target in spec.estimated_targets:
+        names = [e for e, (_, t) in spec.estimates.items()
+                 if t == target and e in aggregates.calibration]
+        if len(names) > 1:
+            body.append(_comparison_section(target, names, aggregates, out_dir, summary))
+        for name in names:
+            body.append(_calibration_section(name, aggregates.calibration[name], aggregates,
+                                             out_dir, summary))
     if aggregates.causal is not None:
         body.append(_causal_section(aggregates.causal, out_dir, summary))
     if aggregates.local_tests is not None:
@@ -359,19 +366,62 @@ def _feature_section(model: str, stats: FeatureStatistics, store: SurveyStore, o
     return "\n".join(parts)
 
 
-def _calibration_section(target: str, table: pd.DataFrame, aggregates: Aggregates, out: Path,
-                         summary: dict[str, Any]) -> str:
+#: Columns of the side-by-side table: the whole catalog's row of each model's statistics
+#: (and its outlier fractions, ``outlier_frac_<threshold>``).
+COMPARED = ("n", "bias_median", "sigma_nmad", "crps", "ks", "coverage_68", "coverage_95")
+
+
+def _comparison_section(target: str, estimates: list[str], aggregates: Aggregates, out: Path,
+                        summary: dict[str, Any]) -> str:
+    """The models that estimate ``target`` side by side: each one's statistics over all
+    galaxies in one table, and their PIT histograms on one figure."""
+    spec = aggregates.spec
+    rows = []
+    for name in estimates:
+        model = spec.estimates[name][0]
+        table = aggregates.calibration[name]
+        overall = table[table["group"] == "all"]
+        row: dict[str, Any] = {"model": model.name, "kind": model.kind,
+                               "point": spec.point_column(name)}
+        if len(overall):
+            row.update({c: v for c, v in overall.iloc[0].items()
+                        if c in COMPARED or str(c).startswith("outlier_frac")})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / f"comparison_{target}.csv", index=False)
+    summary.setdefault("comparison", {})[target] = frame.to_dict(orient="records")
+    parts = [f"<h2>{html.escape(target)}: the models side by side</h2>",
+             f"<p>{len(estimates)} models estimate {html.escape(target)}; each row is one "
+             "model's statistics over all galaxies (its own section below has them by bin).</p>",
+             _table(frame, meanings=COMPARISON_MEANINGS)]
+    pits = {spec.estimates[e][0].name: aggregates.pit_hist[e] for e in estimates
+            if e in aggregates.pit_hist}
+    if len(pits) > 1:
+        parts.append(_img(pit_figure(pits, target, out, f"pit_{target}_compared.png"),
+                          f"PIT histograms of {target} by model"))
+    return "\n".join(parts)
+
+
+#: Meanings of the side-by-side table's own columns.
+COMPARISON_MEANINGS = {"model": "the model's name in the job",
+                       "kind": "the model's kind",
+                       "point": "the column judged as its point estimate"}
+
+
+def _calibration_section(estimate: str, table: pd.DataFrame, aggregates: Aggregates,
+                         out: Path, summary: dict[str, Any]) -> str:
     """Estimate vs truth, PIT, statistics by bin, and the bins off calibration named."""
-    table.to_csv(out / f"calibration_{target}.csv", index=False)
+    table.to_csv(out / f"calibration_{estimate}.csv", index=False)
     overall = table[table["group"] == "all"].iloc[0].to_dict() if len(table) else {}
     spec = aggregates.spec
+    model, target = spec.estimates[estimate]
     settings = spec.targets[target]
     unit = spec.units.get(target, "")
-    point = spec.point_column(target)
+    point = spec.point_column(estimate)
     bins = table[table["group"] != "all"]
     off = off_calibration(table)
     few = bins[bins["note"] == FEW_OBJECTS]
-    summary["calibration"][target] = {
+    summary["calibration"][estimate] = {
         **{k: v for k, v in overall.items() if k not in (*BIN_COLUMNS, "note")},
         "off_calibration": off, "few_objects": [r.group for r in few.itertuples()]}
     error = (f"({point} - truth)/(1 + truth)" if settings.relative_error
@@ -384,26 +434,28 @@ def _calibration_section(target: str, table: pd.DataFrame, aggregates: Aggregate
         outside = (f" {int(overall['outside_grid']):,} galaxies have a true {html.escape(target)}"
                    " outside the PDF's grid: their PIT is 0 or 1 and their CRPS includes the "
                    "distance to the grid.")
-    parts = [f"<h2>{html.escape(target)}: point estimates and calibration</h2>",
+    heading = target if estimate == target else f"{target} from {model.name}"
+    parts = [f"<h2>{html.escape(heading)}: point estimates and calibration</h2>",
              f"<p>Errors are {html.escape(error)}"
              f"{' in ' + html.escape(unit) if unit and not settings.relative_error else ''}"
              f"{outliers}; {html.escape(SIGMA_NMAD_CONVENTION)}.{outside}</p>",
-             _off_calibration_text(off, few, target in aggregates.pit_hist)]
-    counts, off_plot = aggregates.joint[target]
+             _off_calibration_text(off, few, estimate in aggregates.pit_hist)]
+    counts, off_plot = aggregates.joint[estimate]
     plotted = (f" {int(off_plot):,} galaxies with truth or estimate outside the plotted "
                "range are not drawn." if off_plot else "")
     parts.append(_img(estimate_figure(
-        counts, spec.ranges[target], with_unit(f"true {target}", unit),
-        with_unit(f"estimated {target} ({point})", unit), out, f"estimate_{target}.png",
+        counts, spec.ranges[estimate], with_unit(f"true {target}", unit),
+        with_unit(f"estimated {target} ({point})", unit), out, f"estimate_{estimate}.png",
         relative=settings.relative_error, thresholds=tuple(settings.outliers)),
         f"estimated against true {target}"))
     parts.append(f"<p>Estimate against truth, coloured by galaxies per cell.{plotted}</p>")
-    if target in aggregates.pit_hist:
-        parts.append(_img(pit_figure(aggregates.pit_hist[target], target, out,
-                                     f"pit_{target}.png"), f"PIT histogram of {target}"))
+    if estimate in aggregates.pit_hist:
+        parts.append(_img(pit_figure({estimate: aggregates.pit_hist[estimate]}, target, out,
+                                     f"pit_{estimate}.png"), f"PIT histogram of {estimate}"))
     if len(bins) > len(few):
-        parts.append(_img(calibration_figure(table, target, out, f"calibration_{target}.png"),
-                          f"calibration of {target} by bin"))
+        parts.append(_img(calibration_figure(table, target, out,
+                                             f"calibration_{estimate}.png"),
+                          f"calibration of {estimate} by bin"))
     binned = [b for b in dict.fromkeys(bins["binned_by"]) if b]
     if binned:
         parts.append(f"<p>Rows: all galaxies, then bins of {html.escape(' and of '.join(binned))}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.inputs import ImageInput, PhotometryInput
+from ..models.inputs import ModelInput
 from ..models.targets import TargetSpec, label_columns, values_from_labels
 from ..store import Shard, SurveyStore
 
@@ -76,15 +76,15 @@ class StoreBatches:
     """Minibatches ``(x, y, object_id)`` of one split of a store.
 
     ``x`` is the network input ``model_input`` makes: normalised (batch, bands, h, w)
-    cutouts, or (batch, features) photometry; ``y`` the raw (batch, targets) target values
-    with NaN where unknown.
+    cutouts, (batch, features) photometry, or both in one flat row; ``y`` the raw (batch,
+    targets) target values with NaN where unknown.
     """
 
     store: SurveyStore
     shards: Sequence[Shard]
     split: str
     targets: Sequence[TargetSpec]
-    model_input: ImageInput | PhotometryInput
+    model_input: ModelInput
     val_fraction: float
     test_fraction: float
     batch_size: int = 128

@@ -34,7 +34,7 @@ from ..models import (
     save_checkpoint,
 )
 from ..models.domain import TrainingDomain
-from ..models.inputs import ImageInput, PhotometryInput, input_source, model_input
+from ..models.inputs import CombinedInput, ModelInput, PhotometryInput, input_source, model_input
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
 from .data import StoreBatches, split_targets, target_statistics
@@ -146,8 +146,8 @@ class TrainingPlan:
         return get_kind(self.section.kind)
 
     @property
-    def model_input(self) -> ImageInput | PhotometryInput:
-        """What the network reads (the cutouts, or the photometry), as fitted."""
+    def model_input(self) -> ModelInput:
+        """What the network reads (the cutouts, the photometry or both), as fitted."""
         return model_input(self.config, self.normalization)
 
     def build(self) -> torch.nn.Module:
@@ -249,20 +249,30 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
     config = kind.network_config(section, store.bands)
     source = input_source(config)
     _check_input(section, kind, source, store)
-    if source == "photometry":  # provisional: the raw rows need the bands only
-        bands = store.layout.photometry_bands
+    bands = store.layout.photometry_bands
+    if source != "images":  # provisional: the raw rows need the bands only
         config["photometry_input"] = PhotometryInput(
             bands, (1.0,) * len(bands), False, (0.0,), (1.0,)).to_dict()
+    if source == "both":
+        config["image_shape"] = [len(store.bands), store.layout.height, store.layout.width]
     plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization(()),
                         config, store.plan_shards(), fingerprint(section, train, store),
                         list(plugins or []))
     sample = _input_sample(plan.stream("train", False))
-    if source == "photometry":
-        plan.config["photometry_input"] = PhotometryInput.fit(sample, bands).to_dict()
-        plan.domain = TrainingDomain.of_photometry(bands, store.attrs, len(sample)).to_dict()
+    images, photometry = (sample, None) if source == "images" else (None, sample)
+    if source == "both":
+        both = plan.model_input
+        assert isinstance(both, CombinedInput)
+        images, photometry = both.split(sample)
+    if photometry is not None:
+        plan.config["photometry_input"] = PhotometryInput.fit(photometry, bands).to_dict()
+    if images is None:
+        assert photometry is not None
+        plan.domain = TrainingDomain.of_photometry(bands, store.attrs,
+                                                   photometry[:, 0]).to_dict()
     else:
-        plan.normalization = Normalization.fit(sample)
-        plan.domain = TrainingDomain.fit(sample, store.bands, store.attrs).to_dict()
+        plan.normalization = Normalization.fit(images)
+        plan.domain = TrainingDomain.fit(images, store.bands, store.attrs).to_dict()
     return plan
 
 
@@ -273,11 +283,11 @@ def _check_input(section: ModelSettings, kind: ModelKind, source: str,
         msg = (f"model {section.name}: kind {kind.name} reads {', '.join(kind.input_sources)}, "
                f"not {source}")
         raise InvalidParameterError(msg)
-    if source == "images" and not store.layout.has_images:
+    if source != "photometry" and not store.layout.has_images:
         msg = (f"model {section.name} reads images but store {store.url} has none (a "
                "photometry-only store); set 'inputs: photometry' on a kind that offers it")
         raise InvalidParameterError(msg)
-    if source == "photometry" and not store.layout.photometry_bands:
+    if source != "images" and not store.layout.photometry_bands:
         msg = (f"model {section.name} reads photometry but store {store.url} has no "
                "photometry columns")
         raise InvalidParameterError(msg)
@@ -316,7 +326,7 @@ def finish_training(plan: TrainingPlan, model: torch.nn.Module, result: FitResul
     checkpoint = Checkpoint(
         kind=plan.section.kind, config=plan.config, bands=list(plan.store.bands),
         image_size=([plan.store.layout.height, plan.store.layout.width]
-                    if input_source(plan.config) == "images" else [0, 0]),
+                    if input_source(plan.config) != "photometry" else [0, 0]),
         normalization=plan.normalization, targets=plan.infos,
         state_dict=copy.deepcopy(model.state_dict()), metrics=metrics, domain=plan.domain,
         provenance={"fingerprint": plan.fingerprint, "store": plan.store.url,

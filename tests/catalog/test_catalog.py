@@ -15,6 +15,7 @@ from surveyproc.catalog import (
     ModelColumns,
     catalog_schema,
     manifest,
+    name_shared_columns,
     pdf_ensemble,
     read_catalog,
     summarize_pdfs,
@@ -99,10 +100,27 @@ def _table(schema: CatalogSchema, start: int, stop: int) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema.arrow())
 
 
-def test_two_models_cannot_claim_one_target():
-    twice = ModelColumns("b", "x", "sfnet", ("redshift",), ("",), "validation_rmse", k=2)
-    with pytest.raises(InvalidParameterError, match="both predict redshift"):
-        CatalogSchema([*_schema().models, twice])
+def test_two_models_of_one_target_get_their_own_columns():
+    first = _schema().models[0]
+    twice = ModelColumns("b", "x", "sfnet", ("redshift",), ("",), "validation_rmse")
+    # named as they come, two estimates of redshift would share columns: refused
+    with pytest.raises(InvalidParameterError, match="both write column redshift_mean"):
+        CatalogSchema([first, twice])
+    named = name_shared_columns([first, twice])
+    schema = CatalogSchema(named)
+    names = schema.arrow().names
+    assert {"photoz_redshift_pdf", "photoz_redshift_q50", "b_redshift_q50"} <= set(names)
+    assert "redshift_q50" not in names
+    assert schema.find_estimate("b_redshift") == (named[1], "redshift")
+    # a kind's outputs get the model's names; other columns stay as they are
+    outputs = {"redshift_q50": 1, "redshift_pdf": 2, "b_latent": 3}
+    assert named[1].name_estimates(outputs) == {"b_redshift_q50": 1, "redshift_pdf": 2,
+                                                "b_latent": 3}
+    # the description round-trips the prefix, so a reader finds the columns
+    again = CatalogSchema.from_description(schema.describe())
+    assert again.arrow().names == names
+    # one model per target: names stay plain
+    assert name_shared_columns([first]) == [first]
 
 
 def test_commits_are_atomic_resumable_and_readable(tmp_path):

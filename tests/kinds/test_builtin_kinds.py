@@ -43,8 +43,10 @@ def test_pca_kind_fits_its_components_after_training_and_saves_them(store, tmp_p
 @pytest.mark.parametrize("kind", registered_kinds())
 def test_a_kinds_outputs_are_exactly_its_columns(store, kind):
     settings = {"k": 3} if kind in ("sfnet", "pca") else {}
-    if kind == "binned_density":
+    if kind in ("binned_density", "mixture_density"):
         settings = {"grid": {"low": 0.0, "high": 0.4, "n_bins": 20}}
+    if kind == "deep_ensemble":
+        settings = {"grid": {"low": 0.0, "high": 0.4, "n_bins": 20}, "members": 2, "width": 8}
     if kind == "clap":
         settings = {"grid": {"low": 0.0, "high": 0.4, "n_bins": 20}, "members": 2, "width": 8}
     if kind == "mi_decomposition":

@@ -117,8 +117,9 @@ def test_the_correlation_aggregator_matches_numpy():
     corr = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
     frame = pd.DataFrame({"p_corr": pd.arrays.ArrowExtensionArray(
                               pa.array(list(corr), type=pa.list_(pa.float32()))),
-                          "a_q50": median[:, 0], "b_q50": median[:, 1]})
-    aggregator = CorrelationAggregator("p_corr", ["a", "b"], [(0, 1)])
+                          "m_a_q50": median[:, 0], "m_b_q50": median[:, 1]})
+    # medians named as in a catalog where other models estimate a and b too
+    aggregator = CorrelationAggregator("p_corr", ["a", "b"], [(0, 1)], ["m_a_q50", "m_b_q50"])
     labels = {"a": truth[:, 0], "b": truth[:, 1]}
     halves = [aggregator.partial(frame.iloc[s], {k: v[s] for k, v in labels.items()})
               for s in (slice(0, 200), slice(200, n))]

@@ -98,7 +98,8 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
 
 def test_registry_names_unknown_kinds_and_bad_configs():
     with pytest.raises(InvalidParameterError, match="unknown model kind 'sfnett'; known kinds: "
-                       "binned_density, clap, dense_cnn, mi_decomposition, pca, sfnet"):
+                       "binned_density, clap, deep_ensemble, dense_cnn, mi_decomposition, "
+                       "mixture_density, pca, sfnet"):
         get_kind("sfnett")
     checkpoint = _checkpoint()
     checkpoint.config = {"in_bands": 3, "n_targets": 1}  # no k

@@ -75,3 +75,33 @@ def test_the_domain_survives_a_round_trip_through_a_dict(synthetic):
     _, held_out, domain = synthetic
     again = TrainingDomain.from_dict(domain.to_dict())
     np.testing.assert_array_equal(again.outside(held_out * 5)[0], domain.outside(held_out * 5)[0])
+
+
+@pytest.fixture(scope="module")
+def photometric(synthetic):
+    store, _, _ = synthetic
+    photometry = store.read(0, store.n_objects, labels=False, images=False).photometry
+    fluxes = np.stack([photometry[b] for b in store.bands], axis=1)
+    domain = TrainingDomain.of_photometry(store.bands, store.attrs, fluxes[:N_TRAIN])
+    held_out = {b: fluxes[N_TRAIN:, j] for j, b in enumerate(store.bands)}
+    return domain, held_out
+
+
+def test_a_photometry_model_flags_magnitudes_and_colours_it_never_saw(photometric):
+    domain, held_out = photometric
+    flagged, _ = domain.outside_photometry(held_out)
+    assert flagged.mean() < 0.03
+    # the same galaxies 8 magnitudes fainter (the training sample spans about 13-21.5 mag):
+    # fainter than any in training
+    flagged, reasons = domain.outside_photometry({b: f / 10 ** 3.2 for b, f in held_out.items()})
+    assert flagged.mean() > 0.95 and "magnitude r" in reasons
+    # 2.5 magnitudes bluer in g alone: the colour g-r leaves the domain
+    bluer = {**held_out, "g": held_out["g"] * 10.0}
+    flagged, reasons = domain.outside_photometry(bluer)
+    assert flagged.mean() > 0.9 and "colour g-r" in reasons and "colour r-z" not in reasons
+    # a band without a flux is not judged
+    missing = {**held_out, "g": np.full_like(held_out["g"], np.nan)}
+    assert domain.outside_photometry(missing)[0].mean() < 0.03
+    # the domain round-trips through the checkpoint's dict
+    again = TrainingDomain.from_dict(domain.to_dict())
+    np.testing.assert_array_equal(again.outside_photometry(bluer)[0], flagged)
