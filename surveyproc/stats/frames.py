@@ -57,9 +57,13 @@ def labels_frame(store: SurveyStore, columns: Sequence[str]) -> dd.DataFrame:
     names = [c.split("/", 1)[1] if c.startswith("labels/") else "phot_" + c.split("/", 1)[1]
              for c in columns]
     arrays = [da.from_zarr(store.array(c)).astype(np.float64).rechunk(rows) for c in columns]
-    stacked = da.stack([ids.astype(np.float64), *arrays], axis=1) if arrays else ids[:, None]
-    frame = dd.from_dask_array(stacked, columns=["object_id", *names])
-    frame["object_id"] = frame["object_id"].astype(np.int64)
+    # the ids stay int64 (as a float64 column beside the values, a hashed 63-bit id would
+    # lose its low bits and match no catalog row); both frames have the same partitions
+    frame = dd.from_dask_array(ids, columns="object_id").to_frame()
+    if arrays:
+        values = dd.from_dask_array(da.stack(arrays, axis=1), columns=names)
+        for name in names:
+            frame[name] = values[name]
     divisions = _sorted_divisions(store, ids, rows)
     if divisions is None:
         log.info("store %s: object ids are not increasing; joining by hash", store.url)

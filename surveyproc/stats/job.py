@@ -31,12 +31,20 @@ class AggregateResult:
     report: str
     rows: int
     seconds: float
-    #: Per target, its bins off calibration (group, n, why), as the report lists them.
+    #: Per estimate (a target, or ``<model>_<target>`` where several models estimate it),
+    #: its bins off calibration (group, n, why), as the report lists them.
     off_calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def warning(self) -> str | None:
-        """One line naming the bins off calibration, or None when there are none."""
-        named = [f"{b['group']}" for bins in self.off_calibration.values() for b in bins]
+        """One line naming the bins off calibration, or None when there are none (a bin is
+        named with its estimate unless the bin's name starts with it).
+
+        >>> AggregateResult("r", 1, 0.0, {"redshift": [{"group": "redshift 0-0.1"}],
+        ...     "clap_redshift": [{"group": "r 16-17 mag"}]}).warning()[:76]
+        'warning: 2 bins off calibration (redshift 0-0.1, clap_redshift: r 16-17 mag)'
+        """
+        named = [b["group"] if b["group"].startswith(estimate) else f"{estimate}: {b['group']}"
+                 for estimate, bins in self.off_calibration.items() for b in bins]
         if not named:
             return None
         shown = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
