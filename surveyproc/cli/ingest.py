@@ -13,13 +13,7 @@ __all__ = ["add_ingest_commands"]
 def _columns(args: argparse.Namespace, *, default_row_ids: bool = False):
     from ..store.ingest import CatalogColumns
 
-    photometry = {}
-    for pair in args.photometry:
-        band, sep, column = pair.partition("=")
-        if not sep:
-            msg = f"--photometry {pair!r} must look like band=column"
-            raise InvalidParameterError(msg)
-        photometry[band.strip()] = column.strip()
+    photometry = _pairs(args.photometry, "--photometry", "band=column")
     return CatalogColumns(
         id_column=args.id_column,
         id_from=tuple(c for c in (args.id_from or "").split(",") if c),
@@ -32,14 +26,21 @@ def _columns(args: argparse.Namespace, *, default_row_ids: bool = False):
     )
 
 
+def _add_identity_options(ids: argparse._ActionsContainer,
+                          sky: argparse._ActionsContainer) -> None:
+    """How objects are named (``ids``: one of a column, hashed columns or the row number)
+    and where they are (``sky``): shared by every ingest command that reads a table."""
+    ids.add_argument("--id-column", default="object_id", help="unique integer id (object_id)")
+    ids.add_argument("--id-from", default=None, metavar="A,B,...",
+                     help="hash these columns into ids instead (e.g. plate,mjd,fiberid)")
+    ids.add_argument("--row-ids", action="store_true", help="number objects by table row")
+    sky.add_argument("--ra-column", default="ra")
+    sky.add_argument("--dec-column", default="dec")
+
+
 def _add_catalog_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("catalog columns (matched case-insensitively)")
-    group.add_argument("--id-column", default="object_id", help="unique integer id (object_id)")
-    group.add_argument("--id-from", default=None, metavar="A,B,...",
-                       help="hash these columns into ids instead (e.g. plate,mjd,fiberid)")
-    group.add_argument("--row-ids", action="store_true", help="number objects by catalog row")
-    group.add_argument("--ra-column", default="ra")
-    group.add_argument("--dec-column", default="dec")
+    _add_identity_options(group, group)
     group.add_argument("--labels", default=None, metavar="A,B,...",
                        help="columns to store as labels (default: every other numeric column)")
     group.add_argument("--exclude", default=None, metavar="A,B,...",
@@ -51,13 +52,13 @@ def _add_catalog_options(parser: argparse.ArgumentParser) -> None:
     add_storage_option(parser, "--input-option", None, "the input files")
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
+def _pairs(values: list[str], flag: str, shape: str = "NAME=COLUMN") -> dict[str, str]:
     """``["g=modelMag_g", ...]`` -> ``{"g": "modelMag_g"}`` (one line on a malformed pair)."""
     out: dict[str, str] = {}
     for pair in values:
         name, sep, column = pair.partition("=")
         if not sep or not name.strip() or not column.strip():
-            msg = f"{flag} {pair!r} must look like NAME=COLUMN"
+            msg = f"{flag} {pair!r} must look like {shape}"
             raise InvalidParameterError(msg)
         out[name.strip()] = column.strip()
     return out
@@ -92,13 +93,7 @@ def _add_table_command(kinds: argparse._SubParsersAction) -> None:
     table.add_argument("url", help="path or fsspec URL of the new store")
     table.add_argument("--catalog", required=True, help="table file: .csv, .parquet, .fits, "
                        ".ecsv")
-    ids = table.add_mutually_exclusive_group()
-    ids.add_argument("--id-column", default="object_id", help="unique integer id (object_id)")
-    ids.add_argument("--id-from", default=None, metavar="A,B,...",
-                     help="hash these columns into ids (e.g. plate,mjd,fiberid)")
-    ids.add_argument("--row-ids", action="store_true", help="number objects by table row")
-    table.add_argument("--ra-column", default="ra")
-    table.add_argument("--dec-column", default="dec")
+    _add_identity_options(table.add_mutually_exclusive_group(), table)
     table.add_argument("--photometry", action="append", default=[], required=True,
                        metavar="BAND=COLUMN", help="a band's flux or magnitude column "
                        "(repeatable, in band order)")

@@ -216,18 +216,12 @@ class ShardProcessor:
         images = batch.images
         if images is not None:
             pixel_flags, no_signal = pixel_checks(images)
-            outside, reasons = self._outside(images)
         else:  # photometry models only: nothing to measure where every band is missing
             pixel_flags = np.zeros(len(batch), dtype=np.int32)
             known = [np.isfinite(batch.photometry[b]) for b in estimator.photometry_bands
                      if b in batch.photometry]
             no_signal = ~np.any(known, axis=0) if known else np.zeros(len(batch), dtype=bool)
-            outside, reasons = np.zeros(len(batch), dtype=bool), {}
-        for domain in self.photometry_domains:
-            mask, found = domain.outside_photometry(batch.photometry)
-            outside |= mask
-            for reason, count in found.items():
-                reasons[reason] = reasons.get(reason, 0) + count
+        outside, reasons = self._outside(len(batch), images, batch.photometry)
         t2 = time.perf_counter()
         inputs = estimator.prepare(images, batch.photometry, batch.photometry_error)
         pixel_bytes = 0 if batch.unreadable else batch.nbytes
@@ -237,12 +231,22 @@ class ShardProcessor:
                      {"read": t1 - t0, "checks": t2 - t1,
                       "prepare": time.perf_counter() - t2})
 
-    def _outside(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-        """Objects of ``images`` outside any model's training domain, and why."""
-        outside = np.zeros(len(images), dtype=bool)
+    def _outside(self, n: int, images: np.ndarray | None, photometry: dict[str, np.ndarray]
+                 ) -> tuple[np.ndarray, dict[str, int]]:
+        """Objects outside any model's training domain, and why: image models' domains
+        judge the pixels, photometry models' the magnitudes and colours."""
+        found: list[tuple[np.ndarray, dict[str, int]]] = []
+        if images is not None and self.domains:
+            background = measure_background(images)  # the costly part: once for every domain
+            found += [domain.outside(images, background) for domain in self.domains]
+        found += [domain.outside_photometry(photometry) for domain in self.photometry_domains]
+        outside = np.zeros(n, dtype=bool)
         reasons: dict[str, int] = {}
-        if not self.domains:
-            return outside, reasons
+        for mask, counts in found:
+            outside |= mask
+            for reason, count in counts.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        return outside, reasons
         background = measure_background(images)  # the costly part: once for every domain
         for domain in self.domains:
             mask, found = domain.outside(images, background)

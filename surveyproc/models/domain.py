@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import CheckpointMismatchError
 from .background import CutoutBackground, measure_background
+from .inputs import ZERO_POINT
 
 __all__ = ["TrainingDomain", "photometric_features"]
 
@@ -47,8 +48,6 @@ QUANTILES = (0.005, 0.995)
 MARGIN = 0.25  # of an interval's width, added on each side
 MIN_WIDTH = {"noise": 0.05, "sky": 0.5, "flux": 0.5,  # dex, noise units, asinh units
              "magnitude": 0.5, "colour": 0.2}  # mag
-#: AB zero point of the store's nanomaggies.
-ZERO_POINT = 22.5
 NOISE_RATIO_WARNING = 2.0
 
 
@@ -124,19 +123,7 @@ class TrainingDomain:
         Unmeasurable objects (no pixels) are not flagged here: their store flags say why.
         """
         values = self.features(images, background)
-        out = np.zeros(len(images), dtype=bool)
-        reasons: dict[str, int] = {}
-        for name in FEATURES:
-            bounds = np.asarray(self.intervals[name])
-            v = values[name]
-            with np.errstate(invalid="ignore"):
-                beyond = (v < bounds[:, 0]) | (v > bounds[:, 1])
-            for j, band in enumerate(self.bands):
-                hits = int(beyond[:, j].sum())
-                if hits:
-                    reasons[f"{name} {band}"] = reasons.get(f"{name} {band}", 0) + hits
-            out |= beyond.any(axis=1)
-        return out, reasons
+        return self._beyond(values, {name: list(self.bands) for name in FEATURES}, len(images))
 
     def outside_photometry(self, photometry: dict[str, np.ndarray]
                            ) -> tuple[np.ndarray, dict[str, int]]:
@@ -144,18 +131,24 @@ class TrainingDomain:
         photometry model's domain, and how many per (number, band or colour); nothing for
         a domain without intervals (checkpoints from before they were kept)."""
         n = len(next(iter(photometry.values()))) if photometry else 0
-        out = np.zeros(n, dtype=bool)
-        reasons: dict[str, int] = {}
         if not self.intervals or any(b not in photometry for b in self.bands):
-            return out, reasons
+            return np.zeros(n, dtype=bool), {}
         values = photometric_features(np.stack([photometry[b] for b in self.bands], axis=1))
         names = {"magnitude": list(self.bands),
                  "colour": [f"{a}-{b}" for a, b in itertools.pairwise(self.bands)]}
-        for name in PHOTOMETRIC_FEATURES:
+        return self._beyond(values, names, n)
+
+    def _beyond(self, values: dict[str, np.ndarray], columns: dict[str, list[str]], n: int
+                ) -> tuple[np.ndarray, dict[str, int]]:
+        """Objects with any number (``values``: name -> (n, columns)) outside its interval,
+        and how many per ``<name> <column>`` (``columns``: each number's column names)."""
+        out = np.zeros(n, dtype=bool)
+        reasons: dict[str, int] = {}
+        for name, labels in columns.items():
             bounds = np.asarray(self.intervals[name]).reshape(-1, 2)
             with np.errstate(invalid="ignore"):
                 beyond = (values[name] < bounds[:, 0]) | (values[name] > bounds[:, 1])
-            for j, label in enumerate(names[name]):
+            for j, label in enumerate(labels):
                 hits = int(beyond[:, j].sum())
                 if hits:
                     reasons[f"{name} {label}"] = hits

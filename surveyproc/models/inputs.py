@@ -40,8 +40,9 @@ __all__ = ["INPUT_SOURCES", "CombinedInput", "ImageInput", "ImagesAndPhotometry"
 
 INPUT_SOURCES = ("images", "photometry", "both")
 InputSource = Literal["images", "photometry", "both"]
-#: AB zero point of the store's nanomaggies.
-_ZERO_POINT = 22.5
+#: AB zero point of the stores' nanomaggies (``store.layout.ZERO_POINT``; models sit below
+#: the store layer and keep their own copy, which the domain's magnitudes use too).
+ZERO_POINT = 22.5
 _POGSON = 2.5 / np.log(10.0)
 #: Softening of the asinh magnitudes without errors: this fraction of the band's median flux
 #: (about 7.5 mag fainter than the typical object, so the magnitudes are logarithmic for all
@@ -88,6 +89,10 @@ class ImageInput:
 
     def apply(self, raw: np.ndarray) -> torch.Tensor:
         return self.normalization.apply(raw)
+
+    def parts(self, raw: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Raw rows' cutouts and photometry (what training fits the input on): cutouts."""
+        return raw, None
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class PhotometryInput:
         """(n, features) unstandardised features of (n, 2, bands) raw rows (NaN = unknown)."""
         flux, error = raw[:, 0], raw[:, 1]
         b = np.asarray(softening, dtype=np.float64)[None, :]
-        mags = _ZERO_POINT - _POGSON * (np.arcsinh(flux / (2 * b)) + np.log(b))
+        mags = ZERO_POINT - _POGSON * (np.arcsinh(flux / (2 * b)) + np.log(b))
         parts = [mags, mags[:, :-1] - mags[:, 1:]]
         if errors:
             with np.errstate(invalid="ignore"):
@@ -186,6 +191,10 @@ class PhotometryInput:
             / np.asarray(self.std)
         return torch.from_numpy(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
                                 .astype(np.float32))
+
+    def parts(self, raw: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Raw rows' cutouts and photometry: photometry (n, 2, bands) alone."""
+        return None, raw
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -235,14 +244,14 @@ class CombinedInput:
         return np.concatenate([pixels.reshape(len(pixels), -1).astype(np.float32, copy=False),
                                fluxes.reshape(len(fluxes), -1).astype(np.float32)], axis=1)
 
-    def split(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A :meth:`raw` row's cutouts (n, bands, h, w) and photometry (n, 2, bands)."""
         n = len(raw)
         return (raw[:, :self.pixels].reshape(n, *self.shape),
                 raw[:, self.pixels:].astype(np.float64).reshape(n, 2, -1))
 
     def apply(self, raw: np.ndarray) -> torch.Tensor:
-        pixels, fluxes = self.split(raw)
+        pixels, fluxes = self.parts(raw)
         return torch.cat([self.images.apply(pixels).reshape(len(raw), -1),
                           self.photometry.apply(fluxes)], dim=1)
 

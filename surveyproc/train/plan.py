@@ -34,7 +34,7 @@ from ..models import (
     save_checkpoint,
 )
 from ..models.domain import TrainingDomain
-from ..models.inputs import CombinedInput, ModelInput, PhotometryInput, input_source, model_input
+from ..models.inputs import ModelInput, PhotometryInput, input_source, model_input
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore
 from .data import StoreBatches, split_targets, target_statistics
@@ -259,11 +259,7 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
                         config, store.plan_shards(), fingerprint(section, train, store),
                         list(plugins or []))
     sample = _input_sample(plan.stream("train", False))
-    images, photometry = (sample, None) if source == "images" else (None, sample)
-    if source == "both":
-        both = plan.model_input
-        assert isinstance(both, CombinedInput)
-        images, photometry = both.split(sample)
+    images, photometry = plan.model_input.parts(sample)
     if photometry is not None:
         plan.config["photometry_input"] = PhotometryInput.fit(photometry, bands).to_dict()
     if images is None:

@@ -105,3 +105,10 @@ def test_a_photometry_model_flags_magnitudes_and_colours_it_never_saw(photometri
     # the domain round-trips through the checkpoint's dict
     again = TrainingDomain.from_dict(domain.to_dict())
     np.testing.assert_array_equal(again.outside_photometry(bluer)[0], flagged)
+
+
+def test_the_models_zero_point_is_the_stores():
+    from surveyproc.models.inputs import ZERO_POINT
+    from surveyproc.store.layout import ZERO_POINT as STORE_ZERO_POINT
+
+    assert ZERO_POINT == STORE_ZERO_POINT
