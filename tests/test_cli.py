@@ -39,7 +39,7 @@ def test_synth_then_info_in_one_process(tmp_path, capsys):
     assert main(["info", url]) == 0
     text = capsys.readouterr().out
     assert "objects     50" in text and "bands       g r" in text
-    assert "16 objects per chunk (4 chunks), not sharded, zstd" in text
+    assert "16 objects per chunk (4 chunks), not sharded, blosc(lz4)" in text
     assert "metallicity" in text and "redshift" in text
     # a label's unit (what report axes carry) and what it means, said apart
     assert "12+log(O/H); gas-phase, in the fibre; NaN for AGN or weak lines" in text

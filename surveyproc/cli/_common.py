@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..jobs import parse_assignment
+from ..store.layout import COMPRESSIONS, DEFAULT_COMPRESSION
 
 __all__ = [
     "add_job_arguments",
@@ -62,7 +63,9 @@ def add_layout_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--chunk", type=int, default=256, help="objects per chunk (256)")
     group.add_argument("--shard-chunks", type=int, default=None,
                        help="chunks per Zarr v3 shard (object stores); default unsharded")
-    group.add_argument("--compression", choices=("zstd", "blosc", "none"), default="zstd")
+    group.add_argument("--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
+                       help=f"image compression ({DEFAULT_COMPRESSION}: lz4 after a bit "
+                       "shuffle, small and fast to decode)")
     group.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     group.add_argument("--overwrite", action="store_true", help="replace an existing store")
     group.add_argument("--serial", action="store_true", help="run in this process, no Ray")

@@ -44,7 +44,7 @@ from ..catalog.schema import CatalogSchema, list_column
 from ..catalog.writer import CatalogWriter, encode_part
 from ..flags import Flag
 from ..kinds import load_plugins
-from ..models.background import measure_background
+from ..models.background import CutoutBackground, measure_background
 from ..models.checkpoint import Checkpoint
 from ..models.domain import TrainingDomain
 from ..retry import retry_counts
@@ -211,7 +211,8 @@ class ShardProcessor:
         estimator = self.estimator
         batch = self.store.read(start, stop, labels=self.read_labels,
                                 images=estimator.reads_images,
-                                photometry=estimator.reads_photometry, quarantine=True)
+                                photometry=estimator.reads_photometry, quarantine=True,
+                                measures=bool(self.domains))
         t1 = time.perf_counter()
         images = batch.images
         if images is not None:
@@ -221,7 +222,7 @@ class ShardProcessor:
             known = [np.isfinite(batch.photometry[b]) for b in estimator.photometry_bands
                      if b in batch.photometry]
             no_signal = ~np.any(known, axis=0) if known else np.zeros(len(batch), dtype=bool)
-        outside, reasons = self._outside(len(batch), images, batch.photometry)
+        outside, reasons = self._outside(len(batch), images, batch.photometry, batch.measures)
         t2 = time.perf_counter()
         inputs = estimator.prepare(images, batch.photometry, batch.photometry_error)
         pixel_bytes = 0 if batch.unreadable else batch.nbytes
@@ -231,13 +232,16 @@ class ShardProcessor:
                      {"read": t1 - t0, "checks": t2 - t1,
                       "prepare": time.perf_counter() - t2})
 
-    def _outside(self, n: int, images: np.ndarray | None, photometry: dict[str, np.ndarray]
-                 ) -> tuple[np.ndarray, dict[str, int]]:
+    def _outside(self, n: int, images: np.ndarray | None, photometry: dict[str, np.ndarray],
+                 measures: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
         """Objects outside any model's training domain, and why: image models' domains
-        judge the pixels, photometry models' the magnitudes and colours."""
+        judge the pixels' measures (``measures``: those the store keeps, else measured
+        here), photometry models' the magnitudes and colours."""
         found: list[tuple[np.ndarray, dict[str, int]]] = []
         if images is not None and self.domains:
-            background = measure_background(images)  # the costly part: once for every domain
+            # measuring is the costly part: read from the store, or once for every domain
+            background = (measure_background(images) if measures is None else
+                          CutoutBackground.from_array(measures, *images.shape[-2:]))
             found += [domain.outside(images, background) for domain in self.domains]
         found += [domain.outside_photometry(photometry) for domain in self.photometry_domains]
         outside = np.zeros(n, dtype=bool)
@@ -245,13 +249,6 @@ class ShardProcessor:
         for mask, counts in found:
             outside |= mask
             for reason, count in counts.items():
-                reasons[reason] = reasons.get(reason, 0) + count
-        return outside, reasons
-        background = measure_background(images)  # the costly part: once for every domain
-        for domain in self.domains:
-            mask, found = domain.outside(images, background)
-            outside |= mask
-            for reason, count in found.items():
                 reasons[reason] = reasons.get(reason, 0) + count
         return outside, reasons
 

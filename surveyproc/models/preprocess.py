@@ -53,5 +53,8 @@ class Normalization:
         x = np.asarray(images, dtype=np.float32)
         y = x / np.asarray(self.scale, dtype=np.float32).reshape(1, -1, 1, 1)  # a new array
         np.arcsinh(y, out=y)
-        np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        # min and max propagate NaN and infinities: one cheap pass finds whether the
+        # costlier replacement (several passes) is needed at all, which it rarely is
+        if y.size and not (np.isfinite(y.min()) and np.isfinite(y.max())):
+            np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return torch.from_numpy(y)

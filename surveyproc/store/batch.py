@@ -33,6 +33,9 @@ class CutoutBatch:
     #: the quarantined chunks whose pixels are NaN placeholders, "objects A-B: cause" each;
     #: empty when every pixel was read
     unreadable: list[str] = field(default_factory=list)
+    #: (n, measures, bands) pixel measures the store keeps, when a reader asked for them
+    #: and the store has them (``surveyproc.store.layout.PIXEL_MEASURES``); else None
+    measures: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.object_id)
@@ -44,6 +47,8 @@ class CutoutBatch:
                    **{f"labels/{k}": v for k, v in self.labels.items()}}
         if self.images is not None:
             columns["images"] = self.images
+        if self.measures is not None:
+            columns["pixel_measures"] = self.measures
         for name, values in columns.items():
             if len(values) != n:
                 msg = f"column {name!r} has {len(values)} rows but object_id has {n}"
@@ -63,8 +68,7 @@ class CutoutBatch:
         arrays: list[np.ndarray] = [self.object_id, self.ra, self.dec, self.flags,
                                     *self.photometry.values(), *self.photometry_error.values(),
                                     *self.labels.values()]
-        if self.images is not None:
-            arrays.append(self.images)
+        arrays += [a for a in (self.images, self.measures) if a is not None]
         return sum(int(a.nbytes) for a in arrays)
 
     @classmethod
@@ -88,6 +92,7 @@ class CutoutBatch:
             ra=cat(lambda b: b.ra),
             dec=cat(lambda b: b.dec),
             images=None if first.images is None else cat(lambda b: b.images),
+            measures=None if first.measures is None else cat(lambda b: b.measures),
             flags=cat(lambda b: b.flags),
             photometry={k: cat(lambda b, k=k: b.photometry[k]) for k in first.photometry},
             photometry_error={k: cat(lambda b, k=k: b.photometry_error[k])

@@ -21,6 +21,7 @@ import zarr
 from .. import __version__
 from ..errors import InvalidParameterError, StoreExistsError
 from ..fs import normalize, redact, zarr_store
+from ..models.background import MEASURES, METHOD, measure_background
 from . import layout
 from .batch import CutoutBatch
 from .validate import zarr_array
@@ -72,6 +73,18 @@ def create_store(
             fill_value=np.nan,
             dimension_names=("object", "band", "y", "x"),
         )
+        measures_shape = (n, len(MEASURES), len(spec.bands))
+        measures = group.create_array(
+            layout.PIXEL_MEASURES,
+            shape=measures_shape,
+            chunks=(chunk, *measures_shape[1:]),
+            shards=None if shard is None else (shard, *measures_shape[1:]),
+            dtype="float32",
+            compressors=layout.compressors("zstd"),
+            fill_value=np.nan,
+            dimension_names=("object", "measure", "band"),
+        )
+        measures.attrs.update({"measures": list(MEASURES), "method": METHOD})
     # 1-D columns are chunked in large windows (one request per column per window
     # for readers); StoreWriter.add_columns writes them window by window.
     column_chunk = spec.column_chunk_objects
@@ -125,10 +138,11 @@ class StoreWriter:
         self._group: zarr.Group | None = None
         self._arrays: dict[str, zarr.Array] = {}
         self._pending: dict[int, dict[int, CutoutBatch]] = {}  # window -> start -> batch
+        self._measures: bool | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "_storage_options": self._storage_options,
-                "_group": None, "_arrays": {}, "_pending": {}}
+                "_group": None, "_arrays": {}, "_pending": {}, "_measures": None}
 
     @property
     def group(self) -> zarr.Group:
@@ -144,7 +158,9 @@ class StoreWriter:
         return self._arrays[name]
 
     def write_images(self, start: int, images: np.ndarray) -> None:
-        """Write the cutouts of objects ``[start, start + len(images))``: whole write units."""
+        """Write the cutouts of objects ``[start, start + len(images))``: whole write units,
+        with their pixel measures where the store keeps them (measured on the pixels as
+        stored, so that they equal what a reader would measure)."""
         array = self._array(layout.IMAGES)
         n, unit = array.shape[0], int((array.shards or array.chunks)[0])
         stop = start + len(images)
@@ -152,7 +168,17 @@ class StoreWriter:
             msg = (f"objects [{start}, {stop}) are not aligned to the store's write unit of "
                    f"{unit} objects (store holds {n})")
             raise InvalidParameterError(msg)
-        array[start:stop] = images.astype(array.dtype, copy=False)
+        stored = images.astype(array.dtype, copy=False)
+        array[start:stop] = stored
+        if self._keeps_measures():
+            measures = self._array(layout.PIXEL_MEASURES)
+            measures[start:stop] = measure_background(stored).as_array()
+
+    def _keeps_measures(self) -> bool:
+        """Whether the store has a pixel-measures array (stores laid out before it had none)."""
+        if self._measures is None:
+            self._measures = layout.PIXEL_MEASURES in self.group
+        return self._measures
 
     def add_columns(self, batch: CutoutBatch) -> None:
         """Buffer a batch's 1-D columns; write every column window that is now complete."""

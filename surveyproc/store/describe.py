@@ -54,6 +54,7 @@ def describe_store(store: SurveyStore) -> dict[str, Any]:
         "n_chunks": -(-lay.n_objects // lay.chunk_objects),
         "shard_objects": lay.write_unit if lay.sharded else None,
         "has_images": lay.has_images,
+        "pixel_measures": lay.has_pixel_measures,
         "compression": compression_name(images.compressors) if images is not None else "none",
         "uncompressed_bytes": int(images.nbytes) if images is not None else 0,
         "stored_bytes": _stored_bytes(store),
@@ -136,6 +137,12 @@ def format_description(d: dict[str, Any]) -> str:
         f"chunking    {d['chunk_objects']} objects per chunk ({d['n_chunks']} chunks){shard}, "
         f"{d['compression']}",
     ]
+    if d.get("has_images", True):
+        lines.append("measures    " + (
+            "sky, noise and central flux of every cutout, kept (inference reads them)"
+            if d.get("pixel_measures") else
+            "not kept (written before they were, or another way): inference measures the "
+            "pixels"))
     header = f"    {'name':<{max((len(k) for k in d['labels']), default=4)}} " \
              f"{'min':>11} {'median':>11} {'max':>11} {'missing':>9}"
     lines.append(f"labels      {len(d['labels'])}" + ("" if d["labels"] else " (none)"))

@@ -192,9 +192,12 @@ class SurveyStore:
         labels: bool | Sequence[str] = True,
         photometry: bool = True,
         quarantine: bool = False,
+        measures: bool = False,
     ) -> CutoutBatch:
         """Objects ``[start, stop)`` with the requested columns (``quarantine``: see above);
         a photometry-only store's batches have no images, whatever ``images`` says.
+        ``measures``: also the pixel measures the store keeps, if it keeps them (else the
+        batch's ``measures`` is None and a caller measures the pixels itself).
 
         Examples
         --------
@@ -209,6 +212,10 @@ class SurveyStore:
         unreadable: list[str] = []
         lost = np.zeros(stop - start, dtype=bool)  # objects of quarantined chunks
         pixels = None
+        wants_measures = measures and images and self.layout.has_pixel_measures
+        # fetched beside the pixels, so that their request's latency hides behind them
+        kept_future = (self._pool().submit(self._read_rows, layout.PIXEL_MEASURES,
+                                           slice(start, stop)) if wants_measures else None)
         if images and self.layout.has_images:
             try:
                 pixels = self._read_images(start, stop)
@@ -217,6 +224,7 @@ class SurveyStore:
                     raise
                 pixels, lost, unreadable = self._quarantined(start, stop, error)
         values = self._column_values(names, start, stop)
+        kept = None if kept_future is None else _kept_measures(kept_future, lost, quarantine)
         flags = values.get(layout.FLAGS, np.zeros(stop - start, dtype=np.int32))
         if unreadable:
             flags = np.asarray(flags, dtype=np.int32) | np.where(
@@ -235,6 +243,7 @@ class SurveyStore:
             labels={n.split("/", 1)[1]: v for n, v in values.items()
                     if n.startswith(layout.LABELS + "/")},
             unreadable=unreadable,
+            measures=kept,
         )
 
     def _read_images(self, start: int, stop: int, policy: RetryPolicy = DEFAULT_POLICY
@@ -303,12 +312,16 @@ class SurveyStore:
         cached = future.result()
         return {name: values[start - w0:stop - w0] for name, values in cached.items()}
 
-    def _read_columns(self, names: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
+    def _pool(self) -> ThreadPoolExecutor:
         if self._column_pool is None:
             self._column_pool = ThreadPoolExecutor(max_workers=8,
                                                    thread_name_prefix="surveyproc-read")
+        return self._column_pool
+
+    def _read_columns(self, names: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
         rows = slice(start, stop)
-        futures = {name: self._column_pool.submit(self._read_rows, name, rows) for name in names}
+        pool = self._pool()
+        futures = {name: pool.submit(self._read_rows, name, rows) for name in names}
         return {name: future.result() for name, future in futures.items()}
 
     def _read_rows(self, name: str, rows: slice) -> np.ndarray:
@@ -373,6 +386,22 @@ class SurveyStore:
 
 #: Retries of one chunk re-read after a multi-chunk read failed (see ``_quarantined``)
 _CHUNK_REREAD = RetryPolicy(attempts=3)
+
+
+def _kept_measures(future: Future, lost: np.ndarray, quarantine: bool) -> np.ndarray | None:
+    """The pixel measures ``future`` read, NaN for objects whose pixels were lost (their
+    placeholders measure as NaN too); None where they could not be read under
+    ``quarantine``: the caller then measures the pixels it has."""
+    try:
+        values = future.result()
+    except Exception as error:
+        if not (quarantine and _unreadable(error)):
+            raise
+        return None
+    if lost.any():
+        values = values.copy()
+        values[lost] = np.nan
+    return values
 
 
 def _unreadable(error: Exception) -> bool:

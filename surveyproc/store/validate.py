@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from ..errors import StoreFormatError
+from ..models.background import MEASURES, METHOD
 from . import layout
 
 __all__ = ["StoreLayout", "find_duplicates", "validate_group", "zarr_array"]
@@ -37,6 +38,9 @@ class StoreLayout:
     #: False for a photometry-only store (its height, width are 0 and dtype "none")
     has_images: bool = True
     photometry_error_bands: tuple[str, ...] = ()
+    #: the store keeps each cutout's pixel measures, measured the way this version measures
+    #: (stores written before it, or measured another way, have them measured when read)
+    has_pixel_measures: bool = False
 
 
 def _fail(url: str, problem: str) -> StoreFormatError:
@@ -130,8 +134,10 @@ def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> St
     if not isinstance(has_images, bool):
         raise _fail(url, f"attribute {layout.HAS_IMAGES!r} must be true or false, got "
                          f"{has_images!r}")
+    measured = False
     if has_images:
         n, height, width, dtype, chunk, unit, sharded = _image_layout(url, group, bands)
+        measured = _pixel_measures(url, group, n, chunk, len(bands))
     else:
         n, chunk, unit, sharded = _photometry_layout(url, group, attrs, bands)
         height = width = 0
@@ -172,7 +178,29 @@ def validate_group(url: str, group: zarr.Group, *, check_ids: bool = True) -> St
         photometry_bands=tuple(b for b in bands if b in photometry),
         labels=tuple(labels), has_flags=has_flags, has_images=has_images,
         photometry_error_bands=tuple(b for b in bands if b in errors),
+        has_pixel_measures=measured,
     )
+
+
+def _pixel_measures(url: str, group: zarr.Group, n: int, chunk: int, n_bands: int) -> bool:
+    """Whether the store keeps pixel measures this version can use; a measures array of
+    the wrong shape, dtype or chunking breaks the contract."""
+    if layout.PIXEL_MEASURES not in group:
+        return False
+    name = layout.PIXEL_MEASURES
+    array = zarr_array(url, group, name)
+    expected = (n, len(MEASURES), n_bands)
+    if tuple(array.shape) != expected:
+        raise _fail(url, f"array {name!r} has shape {array.shape}; expected {expected}: "
+                         f"(objects, {', '.join(MEASURES)}, bands)")
+    if str(array.dtype) != "float32":
+        raise _fail(url, f"array {name!r} has dtype {array.dtype}, expected float32")
+    if int(array.chunks[0]) != chunk or tuple(array.chunks[1:]) != expected[1:]:
+        raise _fail(url, f"array {name!r} is chunked {array.chunks}; expected chunks of the "
+                         f"images' {chunk} objects, i.e. ({chunk}, {len(MEASURES)}, "
+                         f"{n_bands})")
+    attrs = dict(array.attrs)
+    return attrs.get("method") == METHOD and attrs.get("measures") == list(MEASURES)
 
 
 def _image_layout(url: str, group: zarr.Group, bands: tuple[str, ...]

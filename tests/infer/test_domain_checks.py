@@ -94,3 +94,41 @@ def test_raw_counts_are_refused_in_one_line(trained_on, tmp_path, capsys):
     zarr.open_group(str(tmp_path / "counts.zarr"), mode="r+").attrs["flux_unit"] = "count"
     line = _refused(trained_on, tmp_path, capsys, str(tmp_path / "counts.zarr"))
     assert "holds pixels in 'count' but model" in line and "--zero-point" in line
+
+
+def test_inference_judges_the_measures_the_store_keeps(trained_on, tmp_path):
+    """The training-domain check reads each cutout's kept pixel measures instead of
+    measuring them again: a store whose kept noise says ten times the training noise for
+    its first 100 objects has exactly those flagged; without the measures (a store
+    written before they were kept) the pixels are measured and the flags agree."""
+    from surveyproc.store import open_store
+
+    url = str(trained_on / "train.zarr")
+
+    def flags(store_url: str, catalog: str) -> np.ndarray:
+        job = _job(store_url, str(trained_on / "out"))
+        job = job.model_copy(update={"infer": job.infer.model_copy(
+            update={"catalog": catalog})})
+        run_inference(job, open_store(store_url))
+        table = read_catalog(catalog)
+        order = np.argsort(np.asarray(table.column("object_id")))
+        return (np.asarray(table.column("flags"))[order] & Flag.OUT_OF_DISTRIBUTION) != 0
+
+    as_measured = flags(url, f"memory://kept-{tmp_path.name}/a")
+    import shutil
+
+    tampered = tmp_path / "tampered.zarr"
+    shutil.copytree(url, tampered)
+    kept = zarr.open_array(str(tampered / "pixel_measures"), mode="r+")
+    values = kept[:]
+    values[:100, 1] *= 10.0  # noise, every band
+    kept[:] = values
+    flagged = flags(str(tampered), f"memory://kept-{tmp_path.name}/b")
+    assert flagged[:100].all()
+    assert (flagged[100:] == as_measured[100:]).all()
+
+    older = tmp_path / "older.zarr"
+    shutil.copytree(url, older)
+    shutil.rmtree(older / "pixel_measures")
+    assert not open_store(str(older)).layout.has_pixel_measures
+    assert (flags(str(older), f"memory://kept-{tmp_path.name}/c") == as_measured).all()

@@ -96,15 +96,47 @@ def test_a_read_of_several_chunks_quarantines_only_the_chunk_that_does_not_decod
     intact = store.read(0, 64).images.copy()
     for path in (tmp_path / "s.zarr" / "images" / "c" / "2").rglob("*"):
         if path.is_file():
-            path.write_bytes(b"not a zstd frame" * 4)
+            path.write_bytes(b"not a compressed chunk" * 4)
     store = open_store(str(tmp_path / "s.zarr"))
     with pytest.raises(RuntimeError):
         store.read(0, 64)
     batch = store.read(0, 64, quarantine=True)
     lost = np.zeros(64, dtype=bool)
     lost[32:48] = True
-    assert batch.unreadable == ["objects 32-48: RuntimeError: Zstd decompression error: "
-                                "invalid input data"]
+    assert batch.unreadable == ["objects 32-48: RuntimeError: error during blosc "
+                                "decompression: -1"]
     assert (((batch.flags & Flag.UNREADABLE) != 0) == lost).all()
     assert np.isnan(batch.images[lost]).all()
     assert np.array_equal(batch.images[~lost], intact[~lost])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_kept_pixel_measures_are_what_measuring_the_stored_pixels_gives(tmp_path, dtype):
+    """A store keeps each cutout's sky, noise and central flux, measured from its pixels as
+    stored (float16 ones included), so inference can read them instead of measuring."""
+    from surveyproc.models.background import CutoutBackground, measure_background
+
+    store = tiny_store(100, chunk=16, url=str(tmp_path / "s.zarr"), dtype=dtype,
+                       shard_chunks=2)
+    assert store.layout.has_pixel_measures
+    batch = store.read(5, 70, measures=True)
+    measured = measure_background(batch.images)
+    kept = CutoutBackground.from_array(batch.measures, 8, 8)
+    for name in ("sky", "noise", "flux"):
+        np.testing.assert_allclose(getattr(kept, name), getattr(measured, name), rtol=1e-6)
+    assert kept.aperture_pixels == measured.aperture_pixels
+    assert store.read(5, 70).measures is None  # only when asked for
+
+
+def test_pixel_measures_of_a_lost_chunk_are_nan_and_stale_ones_are_not_used(tmp_path):
+    tiny_store(n=64, chunk=16, url=str(tmp_path / "s.zarr"))
+    for path in (tmp_path / "s.zarr" / "images" / "c" / "2").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"not a compressed chunk" * 4)
+    batch = open_store(str(tmp_path / "s.zarr")).read(0, 64, quarantine=True, measures=True)
+    assert np.isnan(batch.measures[32:48]).all() and np.isfinite(batch.measures[:32]).all()
+    zarr.open_array(str(tmp_path / "s.zarr" / "pixel_measures"), mode="r+").attrs[
+        "method"] = "another way"
+    stale = open_store(str(tmp_path / "s.zarr"))
+    assert not stale.layout.has_pixel_measures
+    assert stale.read(0, 16, measures=True).measures is None

@@ -70,6 +70,16 @@ def _break_incomplete(g):
     g.attrs["complete"] = False
 
 
+def _break_measures_shape(g):
+    del g["pixel_measures"]
+    g.create_array("pixel_measures", shape=(40, 2, 2), dtype="float32", chunks=(16, 2, 2))
+
+
+def _break_measures_chunking(g):
+    del g["pixel_measures"]
+    g.create_array("pixel_measures", shape=(40, 3, 2), dtype="float32", chunks=(8, 3, 2))
+
+
 CASES = [
     (_break_missing_array, r"array 'ra' is missing"),
     (_break_shape, r"array 'dec' has shape \(7,\) but the store holds 40 objects"),
@@ -83,6 +93,9 @@ CASES = [
     (_break_label_dtype, r"array 'labels/z_bad' has dtype float64, expected float32"),
     (_break_photometry_band, r"'photometry/q' names a band that is not in attribute 'bands'"),
     (_break_incomplete, r"writing this store did not finish"),
+    (_break_measures_shape, r"'pixel_measures' has shape \(40, 2, 2\); expected \(40, 3, 2\)"),
+    (_break_measures_chunking, r"'pixel_measures' is chunked \(8, 3, 2\); expected chunks "
+                               r"of the images' 16 objects"),
 ]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import IngestError
 from ...flags import Flag
 from ...fs import join, normalize, redact
-from ..layout import StoreSpec
+from ..layout import DEFAULT_COMPRESSION, StoreSpec
 from ._units import ingest_units
 from .calibrate import Calibration, resolve_zero_point
 from .catalog import Catalog, CatalogColumns, read_catalog
@@ -109,7 +109,7 @@ def ingest_cutouts(
     survey: str = "ingested",
     chunk_objects: int = 256,
     shard_chunks: int | None = None,
-    compression: str = "zstd",
+    compression: str = DEFAULT_COMPRESSION,
     dtype: str = "float32",
     storage_options: dict[str, Any] | None = None,
     input_storage_options: dict[str, Any] | None = None,

@@ -22,7 +22,7 @@ from astropy.nddata import Cutout2D, NoOverlapError
 from ...errors import IngestError
 from ...flags import Flag
 from ...fs import normalize, redact
-from ..layout import StoreSpec
+from ..layout import DEFAULT_COMPRESSION, StoreSpec
 from ._units import ingest_units
 from .calibrate import Calibration, resolve_zero_point
 from .catalog import Catalog
@@ -88,7 +88,7 @@ def ingest_images(
     survey: str = "ingested",
     chunk_objects: int = 256,
     shard_chunks: int | None = None,
-    compression: str = "zstd",
+    compression: str = DEFAULT_COMPRESSION,
     dtype: str = "float32",
     storage_options: dict[str, Any] | None = None,
     input_storage_options: dict[str, Any] | None = None,

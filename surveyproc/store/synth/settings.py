@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ...errors import InvalidParameterError
+from ..layout import DEFAULT_COMPRESSION
 from .sed import check_bands
 
 __all__ = ["FIELD_OF_VIEW", "SynthConfig", "synth_config"]
@@ -43,7 +44,7 @@ class SynthConfig(BaseModel):
         "the pixel scale).")
     chunk: int = Field(256, ge=1, description="Objects per chunk.")
     shard_chunks: int | None = Field(None, ge=1, description="Chunks per Zarr shard.")
-    compression: Literal["zstd", "blosc", "none"] = "zstd"
+    compression: Literal["zstd", "blosc", "none"] = DEFAULT_COMPRESSION
     dtype: Literal["float32", "float16"] = "float32"
 
     @field_validator("bands")
