@@ -244,8 +244,9 @@ def render(record: dict) -> str:
         "medians, ratios to model only per repeat as median (min-max).", "",
         describe(record["machine"]) + (f" Device: {r['device']}." if r["device"] else ""), "",
         "| models (width) | threads | store | objects | model only | steady | ratio "
-        "| end to end | ratio | actor peak RSS |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        "| end to end | ratio | actor peak RSS | before: steady ratio | before: end to end |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    pipelined = _pipelined()
     for key, runs in r["configs"].items():
         names, width, threads = key.split(":")
         model = runs["a"]
@@ -261,14 +262,38 @@ def render(record: dict) -> str:
                 f"{spread(model)['median']:.0f} | {spread(steady)['median']:.0f} | "
                 f"{_ratio(steady, model)} | {spread(ends)['median']:.0f} | "
                 f"{_ratio(ends, model)} | "
-                f"{spread([p['actor_mb'] for p in rows])['median']:,.0f} MB |")
+                f"{spread([p['actor_mb'] for p in rows])['median']:,.0f} MB | "
+                f"{' | '.join(pipelined.get((key, where_n), ('', '')))} |")
     lines += ["", "A ratio above 1 is not a gain: the pipeline cannot run faster than its "
-              "models, so it is the spread between repeats.", "", *_before()]
+              "models, so it is the spread between repeats. *Before*: the same benchmark "
+              f"on the same machine with the code of commit {PIPELINED_COMMIT} (the actor "
+              "loop already a pipeline, but the training-domain check measuring every "
+              "cutout, zstd stores), from "
+              "`docs/results/before/infer_throughput_pipelined.json`.", "",
+              *_acceptance(r["configs"]), *_before()]
     return "\n".join(lines)
 
 
 #: The code whose figures ``_before`` shows: the actor loop before it became a pipeline
 BEFORE_COMMIT = "2c25223"
+#: The code whose figures ``_pipelined`` shows: the pipelined loop before the store kept
+#: pixel measures and compressed with Blosc
+PIPELINED_COMMIT = "8d9ff29"
+
+
+def _pipelined() -> dict[tuple[str, str], tuple[str, str]]:
+    """Steady and end-to-end ratios of :data:`PIPELINED_COMMIT`'s run, per (config, store:size),
+    from ``docs/results/before/infer_throughput_pipelined.json`` (written by this script)."""
+    path = RESULTS / "before" / "infer_throughput_pipelined.json"
+    if not path.exists():
+        return {}
+    out = {}
+    for key, runs in json.loads(path.read_text())["results"]["configs"].items():
+        for where_n, rows in runs.items():
+            if where_n != "a":
+                out[key, where_n] = (_ratio([p["steady"] for p in rows], runs["a"]),
+                                     _ratio([p["end_to_end"] for p in rows], runs["a"]))
+    return out
 
 
 def _before() -> list[str]:
@@ -297,6 +322,33 @@ def _before() -> list[str]:
                          f"{_ratio(steady, model)} | {spread(ends)['median']:.0f} | "
                          f"{_ratio(ends, model)} |")
     return lines
+
+
+#: The targets of the inference-overhead work: (config, store:objects, measure, minimum
+#: median ratio to model only)
+TARGETS = [("sfnet:64:2", "local:16384", "steady", 0.9),
+           ("sfnet:64:2", "local:16384", "end_to_end", 0.85),
+           ("sfnet:64:2", "s3:16384", "steady", 0.85),
+           ("sfnet:16:2", "local:16384", "steady", 0.7),
+           ("sfnet:16:1", "local:16384", "steady", 0.7)]
+
+
+def _acceptance(configs: dict) -> list[str]:
+    """One line per target this run measured: its median ratio and whether it is met."""
+    lines = []
+    for key, where_n, measure, target in TARGETS:
+        rows = configs.get(key, {}).get(where_n)
+        if not rows:
+            continue
+        ratio = spread([p[measure] / m for p, m in zip(rows, configs[key]["a"], strict=True)])
+        names, width, threads = key.split(":")
+        where, n = where_n.split(":")
+        verdict = "met" if ratio["median"] >= target else "not met"
+        lines.append(f"- {names} (width {width}, {threads} thread(s)), "
+                     f"{'local' if where == 'local' else 'loopback S3'}, {int(n):,} objects, "
+                     f"{measure.replace('_', ' ')} >= {target}x model only: "
+                     f"{ratio['median']:.2f}x -> {verdict}")
+    return ["Targets (median of the repeats' ratios):", "", *lines, ""] if lines else []
 
 
 def _ratio(values: list[float], model: list[float]) -> str:
