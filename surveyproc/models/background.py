@@ -132,6 +132,9 @@ def _clipped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     :func:`_kth_deviation` -- the same numbers as sorting the deviations, four times
     fewer sorts.
     """
+    if values.shape[-1] == 0:  # a cutout too small to have a ring: nothing to measure
+        nothing = np.full(values.shape[:-1], np.nan, values.dtype)
+        return nothing, nothing.copy()
     finite_mask = np.isfinite(values)
     if np.isinf(values).any():  # ignored like NaN (-inf would otherwise sort first)
         values = np.where(finite_mask, values, np.nan)
@@ -177,7 +180,8 @@ class CutoutBackground:
 def measure_background(images: np.ndarray) -> CutoutBackground:
     """Sky, noise and aperture flux of ``images`` (n, bands, h, w), in the pixels' unit.
 
-    Rows without a finite sky pixel get NaN.
+    Rows without a finite sky pixel get NaN (flux above an unknown sky included), as do
+    all rows of cutouts too small to have sky pixels (1x1 label-only stores, for one).
 
     Examples
     --------
@@ -201,6 +205,6 @@ def measure_background(images: np.ndarray) -> CutoutBackground:
     aperture = aperture_mask(height, width)
     central = np.take(flat, np.flatnonzero(aperture), axis=-1)
     flux = np.nansum(central - sky[..., None], axis=-1)
-    flux = np.where(np.isfinite(central).any(axis=-1), flux, np.nan)
+    flux = np.where(np.isfinite(central).any(axis=-1) & np.isfinite(sky), flux, np.nan)
     return CutoutBackground(sky.astype(np.float64), noise.astype(np.float64),
                             flux.astype(np.float64), int(aperture.sum()))

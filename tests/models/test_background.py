@@ -60,10 +60,20 @@ def test_sky_noise_and_flux_match_the_definition():
     _, step_sigma = _clipped_by_definition(steps)
     central = flat[:, :, aperture_mask(24, 24).ravel()]
     with np.errstate(invalid="ignore"):
-        flux = np.where(np.isfinite(central).any(axis=-1),
+        flux = np.where(np.isfinite(central).any(axis=-1) & np.isfinite(sky),
                         np.nansum(central - sky[..., None], axis=-1), np.nan)
     np.testing.assert_allclose(got.sky, sky, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(got.noise, step_sigma / np.sqrt(2.0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(got.flux, flux, rtol=1e-5, atol=1e-5)
     assert np.isnan(got.sky[30:35]).all() and (got.noise[35:40] == 0).all()
     assert np.isfinite(got.sky[50:60]).all()  # one infinite pixel does not spoil the sky
+
+
+def test_cutouts_too_small_for_a_sky_ring_measure_nan_without_failing():
+    """1x1 and 2x2 cutouts (label-only stores) have no ring pixels: their sky and noise
+    are unknown, and the flux above an unknown sky is too."""
+    for size in (1, 2):
+        images = np.ones((4, 2, size, size), np.float32)
+        got = measure_background(images)
+        assert got.sky.shape == (4, 2) and np.isnan(got.sky).all()
+        assert np.isnan(got.noise).all() and np.isnan(got.flux).all()
