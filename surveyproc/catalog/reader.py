@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from ..errors import CatalogNotFoundError, InvalidParameterError
 from ..fs import join, read_bytes, redact, resolve
@@ -84,6 +83,8 @@ def read_catalog(url: str, storage_options: dict[str, Any] | None = None, *,
     if not parts.urls:
         empty = schema.empty_table()
         return empty.select(wanted) if wanted is not None else empty
+    import pyarrow.dataset as ds  # here: it imports pandas, 0.3 s of an actor's start-up
+
     fs, _ = resolve(url, storage_options)
     paths = [resolve(part, storage_options)[1] for part in parts.urls]
     dataset = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.svm import LinearSVC
 
 from .checkpoint import TargetInfo
 
@@ -87,6 +86,8 @@ def agn_classifier(act_idx: np.ndarray, act_val: np.ndarray, is_agn: np.ndarray,
     y = is_agn.astype(bool)
     order = np.random.default_rng(seed).permutation(len(y))
     fit, score = order[: len(y) // 2], order[len(y) // 2:]
+    from sklearn.svm import LinearSVC  # here: importing it costs an inference actor 1.4 s
+
     svm = LinearSVC(C=1.0, class_weight="balanced", max_iter=20000).fit(x[fit], y[fit])
     accuracy = float((svm.predict(x[score]) == y[score]).mean())
     majority = float(max(y[score].mean(), 1 - y[score].mean()))

@@ -110,3 +110,22 @@ def test_an_inference_actor_does_not_import_what_it_never_calls():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "", loaded
+
+
+def test_an_actor_imports_no_training_or_statistics_libraries():
+    """An actor's start-up is on every run's clock: the modules it loads (the engine, the
+    shard loop, every built-in kind) must not pull in scikit-learn, SciPy's statistics or
+    pandas, which only fitting and the statistics stage use (1.7 s of start-up here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from surveyproc.infer.engine import InferenceActor\n"
+            "from surveyproc.infer.shard import ShardProcessor\n"
+            "from surveyproc.kinds.registry import load_plugins\n"
+            "load_plugins([])\n"
+            "print(' '.join(m for m in ('sklearn', 'scipy.stats', 'pandas') "
+            "if m in sys.modules))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert loaded == []
