@@ -209,9 +209,12 @@ def main() -> None:
                 runs["a"].append(model_only(made, first, config_args))
                 for where, by_size in stores.items():
                     for n, (store, options) in by_size.items():
-                        runs[f"{where}:{n}"].append(pipeline(
-                            store, names, width, out, f"{root}/cat-{i}-{where}-{n}-{key}",
-                            config_args, options))
+                        # model only again just before: this machine's speed drifts by
+                        # tens of percent over minutes, and the ratio must not see that
+                        paired = model_only(made, first, config_args)
+                        run = pipeline(store, names, width, out,
+                                       f"{root}/cat-{i}-{where}-{n}-{key}", config_args, options)
+                        runs[f"{where}:{n}"].append({**run, "model_only": paired})
                 steady = ", ".join(f"{k} {v[-1]['steady']:.0f}" for k, v in runs.items()
                                    if k != "a")
                 print(f"repeat {i + 1}/{args.repeats} {key}: model only {runs['a'][-1]:.0f}; "
@@ -239,20 +242,23 @@ def render(record: dict) -> str:
         "ResNet-18; width 16 runs about 10x faster here (see model only), a stand-in for a "
         "model a GPU "
         "makes that fast. Seeded, untrained weights. \"Steady\" = objects / the actor's busy "
-        "time; \"end to end\" adds starting the actor and loading its models. Configs "
+        "time; \"end to end\" adds starting the actor and loading its models. Model only "
+        "is measured again just before each pipeline run and each ratio takes that pair "
+        "(this machine's speed drifts by tens of percent over minutes). Configs "
         f"interleaved, {len(next(iter(r['configs'].values()))['a'])} repeats; figures are "
         "medians, ratios to model only per repeat as median (min-max).", "",
         describe(record["machine"]) + (f" Device: {r['device']}." if r["device"] else ""), "",
         "| models (width) | threads | store | objects | model only | steady | ratio "
-        "| end to end | ratio | actor peak RSS | before: steady ratio | before: end to end |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "| end to end | ratio | outside busy | actor peak RSS | before: steady ratio "
+        "| before: end to end |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     pipelined = _pipelined()
     for key, runs in r["configs"].items():
         names, width, threads = key.split(":")
-        model = runs["a"]
         for where_n, rows in runs.items():
             if where_n == "a":
                 continue
+            model = _paired(rows, runs["a"])
             where, n = where_n.split(":")
             steady = [p["steady"] for p in rows]
             ends = [p["end_to_end"] for p in rows]
@@ -262,10 +268,13 @@ def render(record: dict) -> str:
                 f"{spread(model)['median']:.0f} | {spread(steady)['median']:.0f} | "
                 f"{_ratio(steady, model)} | {spread(ends)['median']:.0f} | "
                 f"{_ratio(ends, model)} | "
+                f"{spread([p['seconds'] - p['busy'] for p in rows])['median']:.1f} s | "
                 f"{spread([p['actor_mb'] for p in rows])['median']:,.0f} MB | "
                 f"{' | '.join(pipelined.get((key, where_n), ('', '')))} |")
     lines += ["", "A ratio above 1 is not a gain: the pipeline cannot run faster than its "
-              "models, so it is the spread between repeats. *Before*: the same benchmark "
+              "models, so it is the spread between repeats. *Outside busy*: end-to-end "
+              "seconds less the busy ones, mostly the actor's start-up (its worker, imports, "
+              "models) before the first shard. *Before*: the same benchmark "
               f"on the same machine with the code of commit {PIPELINED_COMMIT} (the actor "
               "loop already a pipeline, but the training-domain check measuring every "
               "cutout, zstd stores), from "
@@ -340,7 +349,8 @@ def _acceptance(configs: dict) -> list[str]:
         rows = configs.get(key, {}).get(where_n)
         if not rows:
             continue
-        ratio = spread([p[measure] / m for p, m in zip(rows, configs[key]["a"], strict=True)])
+        ratio = spread([p[measure] / m for p, m in
+                        zip(rows, _paired(rows, configs[key]["a"]), strict=True)])
         names, width, threads = key.split(":")
         where, n = where_n.split(":")
         verdict = "met" if ratio["median"] >= target else "not met"
@@ -349,6 +359,12 @@ def _acceptance(configs: dict) -> list[str]:
                      f"{measure.replace('_', ' ')} >= {target}x model only: "
                      f"{ratio['median']:.2f}x -> {verdict}")
     return ["Targets (median of the repeats' ratios):", "", *lines, ""] if lines else []
+
+
+def _paired(rows: list[dict], model: list[float]) -> list[float]:
+    """The model-only speed each pipeline run is compared with: the one measured just
+    before it, or (results recorded before runs kept one) the config's repeat's."""
+    return [p.get("model_only", m) for p, m in zip(rows, model, strict=True)]
 
 
 def _ratio(values: list[float], model: list[float]) -> str:
