@@ -127,6 +127,19 @@ def spread(values: Sequence[float]) -> dict[str, float]:
             "n": len(values)}
 
 
+def pit_ks(pit: Any) -> float:
+    """Kolmogorov-Smirnov distance of PIT values from the uniform distribution.
+
+    >>> pit_ks([0.25, 0.75])
+    0.25
+    """
+    import numpy as np
+
+    pit = np.sort(np.asarray(pit, dtype=float))
+    n = len(pit)
+    return float(max(np.max(np.arange(1, n + 1) / n - pit), np.max(pit - np.arange(n) / n)))
+
+
 def ratio_text(s: dict[str, float]) -> str:
     """A ratio as quoted in the results: median (min-max).
 

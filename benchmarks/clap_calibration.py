@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import ROOT, describe, publish
+from benchlib import ROOT, describe, pit_ks, publish
 
 from surveyproc.catalog.pdf import covered, pit_values
 from surveyproc.jobs import TrainSection
@@ -129,13 +129,6 @@ def score(store, url: str, outlier: float) -> dict:
         "median_k": [m.get("val_median_k") for m in readouts.get("members", [])],
         "galaxies_per_s": len(truth) / seconds, "best_epoch": checkpoint.metrics.get(
             "best_epoch")}
-
-
-def pit_ks(pit: np.ndarray) -> float:
-    """Kolmogorov-Smirnov distance of the PIT values from the uniform distribution."""
-    pit = np.sort(pit)
-    n = len(pit)
-    return float(max(np.max(np.arange(1, n + 1) / n - pit), np.max(pit - np.arange(n) / n)))
 
 
 def pit_figure(name: str, results: dict) -> Path:

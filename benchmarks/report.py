@@ -21,7 +21,7 @@ from benchlib import RESULTS, ROOT
 
 #: Sections in the order they appear (each a module of this directory with ``render``).
 BENCHMARKS = ["store_read", "synth", "sfnet_vs_pca", "vaenf_calibration", "clap_calibration",
-              "causal_recovery",
+              "causal_recovery", "translation",
               "local_tests",
               "aggregate",
               "infer_throughput", "infer_profile", "train_scaling", "scale", "soak"]

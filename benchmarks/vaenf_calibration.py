@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import describe, publish, synthetic_survey, training_arguments
+from benchlib import describe, pit_ks, publish, synthetic_survey, training_arguments
 
 from surveyproc.catalog.pdf import covered, pit_values
 from surveyproc.jobs import TrainSection
@@ -46,13 +46,6 @@ def _test_batches(store, checkpoint, batch_size: int):
     return StoreBatches(store, store.plan_shards(), "test", specs, checkpoint.model_input(),
                         provenance["val_fraction"], provenance["test_fraction"],
                         batch_size=batch_size, shuffle=False)
-
-
-def _pit_ks(pit: np.ndarray) -> float:
-    """Kolmogorov-Smirnov distance of the PIT values from the uniform distribution."""
-    pit = np.sort(pit)
-    n = len(pit)
-    return float(max(np.max(np.arange(1, n + 1) / n - pit), np.max(pit - np.arange(n) / n)))
 
 
 def _infer_test_split(store, url: str, batch_size: int):
@@ -90,7 +83,7 @@ def score_vae_flow(store, url: str, batch_size: int) -> dict:
         per_target[target] = {
             "n": int(known.sum()), "rmse_median": float(np.sqrt(np.mean((median - t) ** 2))),
             "coverage68": float(covered(pit, 0.68).mean()),
-            "coverage95": float(covered(pit, 0.95).mean()), "pit_ks": _pit_ks(pit),
+            "coverage95": float(covered(pit, 0.95).mean()), "pit_ks": pit_ks(pit),
             "mean_std": float(np.mean(columns_out[f"{target}_std"][known]))}
     correlation = columns.extra["correlation"]
     pair = correlation["pairs"].index(["log_mstar", "log_sfr"])

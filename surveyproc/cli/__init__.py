@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,9 +56,9 @@ def _band_values(text: str) -> dict[str, float]:
 #: as a job file's ``store.synth``); the layout options are shared with ingest.
 _SYNTH_FIELDS: dict[str, Callable[[str], Any]] = {
     "n": int, "size": int, "bands": bands, "seed": int, "pixel_scale": float, "z_max": float,
-    "sky_noise": _band_values}
+    "sky_noise": _band_values, "seeing": float, "noise_scale": float, "noise_seed": int}
 #: What ``synth --like STORE`` copies from a real store, unless given on the command line.
-_LIKE_FIELDS = ("size", "bands", "pixel_scale", "sky_noise")
+_LIKE_FIELDS = ("size", "bands", "pixel_scale", "sky_noise", "seeing")
 
 
 def _synth_options(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +71,9 @@ def _synth_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=parse, default=None,
                             help=f"{(field.description or '').rstrip('.')} ({shown})")
     parser.add_argument("--like", metavar="STORE", default=None,
-                        help="take bands, cutout size, pixel scale and sky noise from this "
-                             "(ingested) store, so a model trained on the synthetic survey "
-                             "fits it; options given explicitly win")
+                        help="take bands, cutout size, pixel scale, sky noise and seeing from "
+                             "this (ingested) store, so a model trained on the synthetic "
+                             "survey fits it; options given explicitly win")
 
 
 def _synth_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,10 +84,13 @@ def _synth_values(args: argparse.Namespace) -> dict[str, Any]:
         from ..store import open_store
 
         like = open_store(args.like, storage_options(args.storage_option))
-        noise = (like.attrs.get("calibration") or {}).get("noise") or {}
+        calibration = like.attrs.get("calibration") or {}
+        noise = calibration.get("noise") or {}
+        psf = [float(v) for v in (calibration.get("psf_fwhm") or {}).values() if v]
         found = {"size": like.layout.height, "bands": tuple(like.bands),
                  "pixel_scale": float(like.attrs["pixel_scale"]),
-                 "sky_noise": noise if noise and all(v for v in noise.values()) else None}
+                 "sky_noise": noise if noise and all(v for v in noise.values()) else None,
+                 "seeing": statistics.median(psf) if psf else None}
         for name in _LIKE_FIELDS:
             if name not in values and found[name] is not None:
                 values[name] = found[name]

@@ -10,7 +10,7 @@ straight into the store, so the driver never holds more than one unit and
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,7 @@ class _Block:
 
 def _block_scalars(config: SynthConfig, block: int) -> _Block:
     """Every per-galaxy number of one parameter block (latents, labels, fluxes)."""
-    g = draw_block(config.seed, block, config.z_max)
+    g = _observed(config, draw_block(config.seed, block, config.z_max))
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2, block]))
     lines = emission_lines(g, rng)
     fluxes = band_fluxes(g, lines, config.bands)
@@ -77,7 +77,9 @@ def _block_scalars(config: SynthConfig, block: int) -> _Block:
     total = fluxes.total
     phot_sigma = g.depth[:, None] * np.sqrt(config.sky_sigma()[None, :] ** 2
                                             * aperture[:, None] + np.maximum(total, 0) / GAIN)
-    photometry = total + phot_sigma * rng.standard_normal(total.shape)
+    noise = rng if config.noise_seed is None else np.random.default_rng(
+        np.random.SeedSequence([config.noise_seed, 5, block]))
+    photometry = total + phot_sigma * noise.standard_normal(total.shape)
     signal_to_noise = {k: lines.measured[k] / lines.error[k] for k in lines.measured}
     measurable = (~g.agn) & (signal_to_noise["halpha"] > 5) & (signal_to_noise["nii"] > 3)
     z_sigma = np.sqrt(0.02**2 + (0.2 / np.maximum(signal_to_noise["nii"], 1.0)) ** 2)
@@ -108,6 +110,17 @@ def _block_scalars(config: SynthConfig, block: int) -> _Block:
         columns[f"photometry/{band}"] = photometry[:, j]
     neighbours = draw_neighbours(config.seed, block, config.size * config.arcsec_per_pixel / 2)
     return _Block(g, fluxes, neighbours, columns)
+
+
+def _observed(config: SynthConfig, g: Galaxies) -> Galaxies:
+    """The galaxies as this survey observes them: its seeing and depth.
+
+    Only the observing conditions change, so two surveys with one seed see the same
+    galaxies (a survey pair for image translation)."""
+    if config.seeing is None and config.noise_scale == 1.0:
+        return g
+    return replace(g, seeing_arcsec=g.seeing_arcsec * (config.median_seeing / MEDIAN_SEEING),
+                   depth=g.depth * config.noise_scale)
 
 
 def _blocks(config: SynthConfig, start: int, stop: int) -> _Block:
@@ -170,7 +183,7 @@ def _draw(config: SynthConfig, block: _Block, start: int) -> np.ndarray:
                           size=config.size,
                           pixel_scale=config.arcsec_per_pixel,
                           sigma_sky=config.sky_sigma(), first_index=start,
-                          seed=config.seed)
+                          seed=config.observation_seed)
 
 
 def _write_unit(config: SynthConfig, writer: StoreWriter, unit: Shard) -> CutoutBatch:
@@ -183,13 +196,13 @@ def _write_unit(config: SynthConfig, writer: StoreWriter, unit: Shard) -> Cutout
 def _calibration(config: SynthConfig) -> dict[str, Any]:
     """The store's calibration record: drawn in sky-subtracted nanomaggies, with the
     generator's median sky noise (depth multiplier 1) and median seeing per band."""
-    noise = config.sky_sigma()
+    noise = config.sky_sigma() * config.noise_scale
     return {"input_unit": "nanomaggy (synthetic)",
             "input_zero_points": dict.fromkeys(config.bands, ZERO_POINT), "sky_subtracted": True,
             "sky_method": "drawn without sky", "sky_before_subtraction": dict.fromkeys(
                 config.bands, 0.0),
             "noise": {b: float(v) for b, v in zip(config.bands, noise, strict=True)},
-            "psf_fwhm": dict.fromkeys(config.bands, MEDIAN_SEEING)}
+            "psf_fwhm": dict.fromkeys(config.bands, config.median_seeing)}
 
 
 def synthesize(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ...errors import InvalidParameterError
 from ..layout import DEFAULT_COMPRESSION
+from .physics import MEDIAN_SEEING
 from .sed import check_bands
 
 __all__ = ["FIELD_OF_VIEW", "SynthConfig", "synth_config"]
@@ -42,6 +43,15 @@ class SynthConfig(BaseModel):
         None, description="Median sky noise per pixel and band, nanomaggies, e.g. "
         "g=0.0074,r=0.0089 to match a real store (default: Legacy-Survey-like depths for "
         "the pixel scale).")
+    seeing: float | None = Field(None, gt=0, le=5, description="Median PSF FWHM, arcsec "
+                                 "(default 1.2); each galaxy's seeing scatters 0.75-1.25x "
+                                 "around it.")
+    noise_scale: float = Field(1.0, gt=0, le=100, description="Multiplies every noise term "
+                               "(sky and source, pixels and photometry): 2 is a survey about "
+                               "0.75 mag shallower, 0.5 one deeper.")
+    noise_seed: int | None = Field(None, description="Seed of the observation noise (pixels, "
+                                   "photometry; default: the survey seed). One seed with two "
+                                   "noise seeds: the same galaxies seen twice, independently.")
     chunk: int = Field(256, ge=1, description="Objects per chunk.")
     shard_chunks: int | None = Field(None, ge=1, description="Chunks per Zarr shard.")
     compression: Literal["zstd", "blosc", "none"] = DEFAULT_COMPRESSION
@@ -70,8 +80,18 @@ class SynthConfig(BaseModel):
     def arcsec_per_pixel(self) -> float:
         return self.pixel_scale or FIELD_OF_VIEW / self.size
 
+    @property
+    def median_seeing(self) -> float:
+        """Median PSF FWHM of the survey, arcsec."""
+        return self.seeing or MEDIAN_SEEING
+
+    @property
+    def observation_seed(self) -> int:
+        """The seed of the noise streams (pixels and photometry)."""
+        return self.seed if self.noise_seed is None else self.noise_seed
+
     def sky_sigma(self) -> np.ndarray:
-        """Median sky noise per pixel of each band, nanomaggies."""
+        """Median sky noise per pixel of each band, nanomaggies, before ``noise_scale``."""
         if self.sky_noise is not None:
             return np.array([self.sky_noise[b] for b in self.bands], dtype=float)
         from .render import sky_sigma  # here: GalSim loads only where a survey is drawn
