@@ -46,6 +46,10 @@ class OutputLayout:
         return normalize(self.catalog_override) if self.catalog_override \
             else join(self.dir, "catalog")
 
+    def translated(self, model: str) -> str:
+        """The survey translated by an image-translator model (a store)."""
+        return join(self.dir, "translated", f"{model}.zarr")
+
     @property
     def report(self) -> str:
         return join(self.dir, "report")

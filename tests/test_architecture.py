@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "surveyproc"
 #: Network classes of the built-in kinds and the names of their layers (state-dict keys):
 #: only the kinds' own modules and the networks package may use them.
 NETWORK_NAMES = {"SFNet", "DenseCNN", "BinnedDensity", "PCANet", "TopK", "VAEFlow",
-                 "ConditionalChain"}
+                 "ConditionalChain", "Translator", "UNet"}
 LAYER_STRINGS = ("head.weight", "head.bias", "topk", "pca_components")
 
 

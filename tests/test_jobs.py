@@ -24,7 +24,8 @@ output: {dir: out}
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "cluster.example.yaml", "posteriors.yaml",
-                                  "interpretability.yaml", "sdss_photoz.yaml"])
+                                  "interpretability.yaml", "sdss_photoz.yaml",
+                                  "translation.yaml"])
 def test_shipped_job_files_validate(name):
     job = load_job(JOBS / name, environ={})
     assert job.name

@@ -191,6 +191,25 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0 if result.complete or job.infer.stop_after_shards else 1
 
 
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from ..infer.translate import plan_translation, run_translation
+    from ..jobs import load_job
+    from ..ops.ray_runtime import job_ray
+    from ..run import prepare_store
+
+    job = load_job(args.job, args.set)
+    store = prepare_store(job, synthesise=False)
+    plan = plan_translation(job, store, args.model, args.to, overwrite=args.overwrite)
+    with job_ray(job):
+        result = run_translation(job, store, plan, overwrite=args.overwrite)
+    state = "complete" if result.complete else "partial: run again to continue"
+    print(f"translated store: {result.catalog} ({state})\n"
+          f"    this run: {result.objects_run:,} objects in {result.shards_run} shards, "
+          f"{result.shards_skipped} shards already written; "
+          f"{result.cutouts_per_s:,.0f} cutouts/s over {result.seconds:.1f} s")
+    return 0 if result.complete else 1
+
+
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     from ..jobs import load_job
     from ..run import prepare_store
@@ -301,6 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--catalog", default=None, metavar="URL",
                        help="write the catalog here (same as --set infer.catalog=URL)")
     infer.set_defaults(func=_cmd_infer)
+
+    translate = commands.add_parser(
+        "translate", help="write the store translated by a trained translator model",
+        description="Translate every cutout of the job's store (survey A) with a trained "
+                    "translator model (kind translator) on Ray actors and write the "
+                    "translated survey as a store in the target survey's layout (default "
+                    "<output.dir>/translated/<model>.zarr), which 'surveyproc infer --store' "
+                    "reads like any other. A re-run skips shards already written.")
+    add_job_arguments(translate, "resources.actors=2")
+    translate.add_argument("--model", default=None,
+                           help="the translator model (default: the job's only one)")
+    translate.add_argument("--to", default=None, metavar="URL",
+                           help="write the translated store here")
+    translate.add_argument("--overwrite", action="store_true",
+                           help="replace a store already at the output")
+    translate.set_defaults(func=_cmd_translate)
 
     aggregate = commands.add_parser("aggregate", help="statistics and report of the catalog",
                                     description="Stream the job's catalog and the store's "

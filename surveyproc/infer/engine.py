@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..fs import is_process_local, read_bytes, redact
 from ..jobs import JobSpec
-from ..kinds import build_network
+from ..kinds import build_network, get_kind
 from ..models.checkpoint import Checkpoint
 from ..ops.metrics import PipelineMetrics
 from ..ops.progress import progress_bar
@@ -106,6 +106,22 @@ class InferResult:
         return self.objects_run / self.seconds if self.seconds > 0 else 0.0
 
 
+def job_checkpoint(job: JobSpec, name: str) -> tuple[Checkpoint, bytes]:
+    """Model ``name``'s checkpoint in the job's output (and its bytes, which travel to the
+    actors), checked to build: weights of another architecture are refused here, in
+    one line, not in the actors."""
+    url = job.outputs.checkpoint(name)
+    try:
+        data = read_bytes(url, job.output.storage_options)
+    except FileNotFoundError:
+        msg = (f"model {name}: no checkpoint at {redact(url)}; train it first "
+               "(surveyproc train JOB.yaml)")
+        raise CheckpointNotFoundError(msg) from None
+    checkpoint = Checkpoint.from_bytes(data, f"checkpoint {redact(url)}")
+    build_network(checkpoint)
+    return checkpoint, data
+
+
 def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
     """Load and check the job's checkpoints against ``store``; plan shards and columns.
 
@@ -119,22 +135,17 @@ def plan_inference(job: JobSpec, store: SurveyStore) -> InferPlan:
     CatalogMismatchError
         The output already holds a catalog of another store, shard plan or models.
     """
-    names = job.infer.models or [m.name for m in job.models]
+    # by default every model that makes catalog columns (a translator makes a store:
+    # ``surveyproc translate``); one named in infer.models is checked like any other
+    names = job.infer.models or [m.name for m in job.models if get_kind(m.kind).writes_catalog]
     if not names:
-        msg = f"job {job.name} names no models to run (add a 'models' section)"
+        msg = (f"job {job.name} names no models that write catalog columns (add a 'models' "
+               "section; a translator's survey is written by 'surveyproc translate')")
         raise InvalidParameterError(msg)
     loaded: list[tuple[str, Checkpoint, bytes]] = []
     warnings: list[str] = []
     for name in names:
-        url = job.outputs.checkpoint(name)
-        try:
-            data = read_bytes(url, job.output.storage_options)
-        except FileNotFoundError:
-            msg = (f"model {name}: no checkpoint at {redact(url)}; train it first "
-                   "(surveyproc train JOB.yaml)")
-            raise CheckpointNotFoundError(msg) from None
-        checkpoint = Checkpoint.from_bytes(data, f"checkpoint {redact(url)}")
-        build_network(checkpoint)  # weights of another architecture: refused here, not in actors
+        checkpoint, data = job_checkpoint(job, name)
         checkpoint.check_store(store.bands, (store.layout.height, store.layout.width),
                                f"store {store.url}", has_images=store.layout.has_images,
                                photometry_bands=store.layout.photometry_bands,
@@ -170,15 +181,16 @@ def _threads(job: JobSpec) -> int:
 
 
 class InferenceActor:
-    """A Ray actor: one model replica set, one store reader, one catalog writer."""
+    """A Ray actor: one model replica set, one store reader, one catalog writer (or, with
+    another ``processor_class`` such as the translation job's, whatever that writes)."""
 
     def __init__(self, threads: int, use_gpu: bool, job_name: str, channel: str,
-                 **processor: Any) -> None:
+                 processor_class: type = ShardProcessor, **processor: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.cuda = use_gpu and torch.cuda.is_available()
-        self.processor = ShardProcessor(device="cuda" if self.cuda else "cpu", **processor)
+        self.processor = processor_class(device="cuda" if self.cuda else "cpu", **processor)
         # on the ray channel the actor exports its own measures through its node's agent
         self.metrics = PipelineMetrics(job_name, "ray") if channel == "ray" else None
 
@@ -267,18 +279,20 @@ def _run_shards(job: JobSpec, processor: dict[str, Any], todo: list[Shard], seri
 
 
 def _shard_reports(job: JobSpec, processor: dict[str, Any], todo: list[Shard], serial: bool,
-                   channel: Literal["http", "ray"], done_before: int, result: InferResult):
-    """Yield each finished shard's report, after recording it in metrics and ``result``."""
+                   channel: Literal["http", "ray"], done_before: int, result: InferResult,
+                   processor_class: type = ShardProcessor, desc: str = "infer"):
+    """Yield each finished shard's report, after recording it in metrics and ``result``
+    (``processor_class(**processor)`` processes a shard: the catalog's by default)."""
     metrics = PipelineMetrics(job.name, channel)
     metrics.planned(sum(len(s) for s in todo))
     started = time.perf_counter()
     server = (metrics.serve(job.metrics.host, job.metrics.port) if job.metrics.enabled
               else contextlib.nullcontext())
-    with server as url, progress_bar(total=result.n_objects, desc="infer", unit="cutout") as bar:
+    with server as url, progress_bar(total=result.n_objects, desc=desc, unit="cutout") as bar:
         result.metrics_url = url
         bar.update(done_before)
-        reports = (_serial(processor, todo) if serial
-                   else _on_ray(job, processor, todo, metrics, result))
+        reports = (_serial(processor, todo, processor_class) if serial
+                   else _on_ray(job, processor, todo, metrics, result, processor_class))
         for report in reports:
             if channel == "http":  # on the ray channel the actor recorded it
                 metrics.record_shard(report)
@@ -301,9 +315,10 @@ def _shard_reports(job: JobSpec, processor: dict[str, Any], todo: list[Shard], s
     result.seconds = time.perf_counter() - started
 
 
-def _serial(processor: dict[str, Any], shards: list[Shard]):
+def _serial(processor: dict[str, Any], shards: list[Shard],
+            processor_class: type = ShardProcessor):
     """In this process: for ``memory://`` stores and catalogs, which actors cannot see."""
-    local = ShardProcessor(**processor)
+    local = processor_class(**processor)
     try:
         for shard in shards:
             yield local.process(shard)
@@ -312,7 +327,8 @@ def _serial(processor: dict[str, Any], shards: list[Shard]):
 
 
 def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
-            metrics: PipelineMetrics, result: InferResult):
+            metrics: PipelineMetrics, result: InferResult,
+            processor_class: type = ShardProcessor):
     """Hand ``shards`` to a pool of actors, two in flight per actor; yield reports."""
     import ray  # started (or joined) by run_inference
 
@@ -328,7 +344,7 @@ def _on_ray(job: JobSpec, processor: dict[str, Any], shards: list[Shard],
 
     def new_actor() -> Any:
         return actor_class.remote(_threads(job), res.gpus_per_actor > 0, job.name,
-                                  metrics.channel, **processor)
+                                  metrics.channel, processor_class, **processor)
 
     actors = [new_actor() for _ in range(n_actors)]
     queue: deque[Shard] = deque(shards)

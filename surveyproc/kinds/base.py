@@ -81,7 +81,12 @@ class InputsSettings(ModelSettings):
 
 
 class Task(Protocol):
-    """What training optimises and reports (see :mod:`surveyproc.kinds.tasks`)."""
+    """What training optimises and reports (see :mod:`surveyproc.kinds.tasks`).
+
+    ``metrics`` compares ``predict``'s output with the targets ``y``; a task whose ``y``
+    is large (a translator's target cutouts) may also define ``truth(y) -> ndarray``,
+    a per-object summary that evaluation keeps instead of ``y`` itself.
+    """
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
@@ -174,6 +179,9 @@ class ModelKind:
     #: training then lets DDP find the unused ones each step (else their gradient buckets
     #: are never reduced and the ranks drift apart).
     trains_every_parameter: ClassVar[bool] = True
+    #: Whether the kind's models make catalog columns (``surveyproc infer``); an image
+    #: translator makes a store instead (``surveyproc translate``) and says False.
+    writes_catalog: ClassVar[bool] = True
 
     # -- building and training ----------------------------------------------------------
 
@@ -190,6 +198,13 @@ class ModelKind:
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> Task:
         raise NotImplementedError
+
+    def paired_store(self, settings: ModelSettings) -> str | None:
+        """URL of a store of the same objects, in the same order, whose cutouts the model
+        learns to make (an image translator's target survey); None for a kind that learns
+        labels.  Training then takes that store's raw cutouts as ``y`` (augmented with
+        the input) and the checkpoint's config gets its layout under ``pair``."""
+        return None
 
     def after_fit(self, model: nn.Module, data: TrainingData) -> None:
         """A closed-form step after gradient training (e.g. PCA on the features); none by
@@ -213,6 +228,14 @@ class ModelKind:
         A kind with :attr:`needs_truth` gets ``truth``: the (batch, targets) true values of
         its targets where the store has them, NaN elsewhere; other kinds get None."""
         raise NotImplementedError
+
+    def translate(self, module: nn.Module, x: torch.Tensor, checkpoint: Checkpoint,
+                  start: int) -> np.ndarray:
+        """Cutouts in the paired survey's layout for a batch of normalised input pixels
+        whose first object is ``start`` (a seed for reproducible noise): what ``surveyproc
+        translate`` writes; only kinds with a :meth:`paired_store` translate."""
+        msg = f"kind {self.name} does not translate images"
+        raise NotImplementedError(msg)
 
     # -- statistics and report --------------------------------------------------------------
 

@@ -30,8 +30,8 @@ import zuko
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["AXES", "GradientLoss", "Stretch", "UNet", "emulate_noise", "log_flux_gradients",
-           "pixel_loss"]
+__all__ = ["AXES", "GradientLoss", "Stretch", "Translator", "UNet", "emulate_noise",
+           "log_flux_gradients", "pixel_loss"]
 
 #: The axes of the log-flux gradients: along y, along x, along the bands (colours).
 AXES = ("y", "x", "band")
@@ -205,7 +205,65 @@ class GradientLoss(nn.Module):
         return 1.0 / samples[..., 0].var(dim=0)
 
 
-def emulate_noise(flux: np.ndarray, sky_noise: Sequence[float], seed: int) -> np.ndarray:
+class Translator(nn.Module):
+    """A U-Net, survey B's stretch and the training objective in one module.
+
+    ``forward(x)`` maps normalised cutouts of A to B's stretched pixels; ``forward(x,
+    target)`` with B's raw cutouts returns the loss instead (the objective's own
+    parameters, the gradient loss's flow, are then used inside ``forward``, as
+    data-parallel training needs).  In training mode the loss is the model's objective;
+    in evaluation mode always the pixel loss, deterministic and the same quantity for
+    both objectives, so validation compares them and picks the best epoch alike.
+    Target pixels that are not finite (masked) add nothing.
+    """
+
+    def __init__(self, in_bands: int, out_bands: int, softening: Sequence[float], *,
+                 input_scale: Sequence[float] | None = None, loss: str = "gradient",
+                 width: int = 32, depth: int = 2, upscale: int = 1, anchor: float = 0.1,
+                 sample: int = 8192, transforms: int = 2, hidden: int = 32) -> None:
+        super().__init__()
+        if loss not in ("pixel", "gradient"):
+            msg = f"loss must be 'pixel' or 'gradient', got {loss!r}"
+            raise ValueError(msg)
+        self.unet = UNet(in_bands, out_bands, width=width, depth=depth, upscale=upscale)
+        self.stretch = Stretch(softening)
+        # input ``asinh(flux / input_scale)`` -> the same flux spread over the output's
+        # finer pixels, in the output's stretch: the U-Net's pass-through then starts at
+        # the right level (B's bands' softening, or their mean where the band sets differ)
+        restretch = torch.ones(in_bands) if input_scale is None else \
+            torch.as_tensor(np.asarray(input_scale, np.float32)) / upscale ** 2
+        reference = self.stretch.softening.view(-1)
+        restretch = restretch / (reference if in_bands == out_bands else reference.mean())
+        self.restretch: torch.Tensor
+        self.register_buffer("restretch", restretch.view(1, -1, 1, 1).float())
+        self.rescale = input_scale is not None
+        self.gradient = (GradientLoss(out_bands, anchor=anchor, sample=sample,
+                                      transforms=transforms, hidden=hidden)
+                         if loss == "gradient" else None)
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rescale:
+            x = torch.asinh(torch.sinh(x) * self.restretch)
+        return self.unet(x)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        predicted = self._unet(x)
+        if target is None:
+            return predicted
+        known = torch.isfinite(target)
+        truth = torch.where(known, self.stretch(torch.where(known, target, 0.0)),
+                            predicted.detach())
+        if self.training and self.gradient is not None:
+            return self.gradient(predicted, truth)
+        return pixel_loss(predicted, truth)
+
+    def flux(self, x: torch.Tensor) -> torch.Tensor:
+        """Translated cutouts in survey B's flux unit."""
+        return self.stretch.inverse(self._unet(x))
+
+
+def emulate_noise(flux: np.ndarray, sky_noise: Sequence[float],
+                  seed: int | Sequence[int]) -> np.ndarray:
     """``flux`` (n, bands, h, w) plus Gaussian sky noise of ``sky_noise`` per band: a
     translated (noise-free) image given the target survey's noise statistics."""
     rng = np.random.default_rng(seed)

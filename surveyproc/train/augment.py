@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["dihedral"]
+__all__ = ["dihedral", "dihedral_pair"]
 
 
 def dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -19,7 +19,27 @@ def dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     >>> torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)  # pixels moved
     True
     """
+    return _transform(x, torch.randint(0, 8, (x.shape[0],), generator=generator))
+
+
+def dihedral_pair(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same dihedral transform on each input cutout and its target cutout (an image
+    translator's pair: both sides must turn together); ``x`` draws as :func:`dihedral`.
+
+    Examples
+    --------
+    >>> x = torch.arange(4.0).view(1, 1, 2, 2).repeat(16, 1, 1, 1)
+    >>> a, b = dihedral_pair(x, 10 * x, torch.Generator().manual_seed(0))
+    >>> torch.equal(b, 10 * a), torch.equal(a, dihedral(x, torch.Generator().manual_seed(0)))
+    (True, True)
+    """
     choice = torch.randint(0, 8, (x.shape[0],), generator=generator)
+    return _transform(x, choice), _transform(y, choice)
+
+
+def _transform(x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """Transform ``choice[i]`` (0-3: rotations, 4-7: the same then a flip) of cutout i."""
     out = torch.empty_like(x)
     for code in range(8):
         rows = choice == code

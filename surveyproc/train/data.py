@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InvalidParameterError
 from ..models.inputs import ModelInput
 from ..models.targets import TargetSpec, label_columns, values_from_labels
-from ..store import Shard, SurveyStore
+from ..store import CutoutBatch, Shard, SurveyStore
 
 __all__ = ["SPLITS", "StoreBatches", "split_of", "split_targets", "target_statistics"]
 
@@ -77,7 +78,9 @@ class StoreBatches:
 
     ``x`` is the network input ``model_input`` makes: normalised (batch, bands, h, w)
     cutouts, (batch, features) photometry, or both in one flat row; ``y`` the raw (batch,
-    targets) target values with NaN where unknown.
+    targets) target values with NaN where unknown, or, with a ``pair`` store (the same
+    objects seen by another survey, for an image translator), that store's raw cutouts
+    of the same objects: then every object of the split is kept.
     """
 
     store: SurveyStore
@@ -91,6 +94,7 @@ class StoreBatches:
     shuffle: bool = True
     seed: int = 0
     buffer_objects: int = 4096
+    pair: SurveyStore | None = None
 
     def __post_init__(self) -> None:
         self._labels = label_columns(self.targets)
@@ -104,12 +108,17 @@ class StoreBatches:
             order = [order[i] for i in rng.permutation(len(order))]
         code = SPLITS[self.split]
         model_input = self.model_input
+        paired = (self.pair.iter_batches(order, prefetch=2, labels=False, photometry=False)
+                  if self.pair is not None else None)
         for batch in self.store.iter_batches(order, prefetch=2, labels=self._labels,
                                              images=model_input.reads_images,
                                              photometry=model_input.reads_photometry):
             keep = split_of(batch.object_id, self.val_fraction, self.test_fraction) == code
-            y = values_from_labels(batch.labels, len(batch), self.targets)
-            keep &= np.isfinite(y).any(axis=1)
+            if paired is None:
+                y = values_from_labels(batch.labels, len(batch), self.targets)
+                keep &= np.isfinite(y).any(axis=1)
+            else:
+                y = _paired_cutouts(batch.object_id, next(paired))
             if keep.any():
                 raw = model_input.raw(batch.images, batch.photometry, batch.photometry_error)
                 yield raw[keep], y[keep], batch.object_id[keep]
@@ -155,3 +164,13 @@ class StoreBatches:
             yield (self.model_input.apply(images[rows]), torch.from_numpy(y[rows]), ids[rows])
         rest = order[end:]
         parts[:] = [(images[rest], y[rest], ids[rest])] if len(rest) else []
+
+
+def _paired_cutouts(object_id: np.ndarray, pair: CutoutBatch) -> np.ndarray:
+    """The pair store's cutouts of the same rows, refused if they are other objects."""
+    if not np.array_equal(object_id, pair.object_id):
+        msg = (f"the paired store holds other objects at rows [{pair.start}, {pair.stop}): "
+               "a translator's two stores must list the same objects in the same order")
+        raise InvalidParameterError(msg)
+    assert pair.images is not None
+    return pair.images

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..kinds.base import Task
 from ..ops.progress import progress_bar
-from .augment import dihedral
+from .augment import dihedral, dihedral_pair
 
 __all__ = ["Distribution", "EpochResult", "FitResult", "TrainConfig", "TrainingState", "evaluate",
            "fit", "interleaved", "seed_everything", "weights_digest"]
@@ -153,6 +153,7 @@ def evaluate(model: nn.Module, task: Task, batches: Batches) -> tuple[float, np.
                                                                        np.ndarray, np.ndarray]:
     """Mean loss, predictions, targets and ids over ``batches`` (model in eval mode)."""
     model.eval()
+    truth = getattr(task, "truth", None)  # a per-object summary of large targets
     losses, weights, predictions, targets, ids = [], [], [], [], []
     for x_cpu, y_cpu, object_id in batches:
         x, y = _on_device(model, x_cpu, y_cpu)
@@ -161,7 +162,7 @@ def evaluate(model: nn.Module, task: Task, batches: Batches) -> tuple[float, np.
         weights.append(len(y))
         with _autocast(x):
             predictions.append(task.predict(model, x))
-        targets.append(y_cpu.numpy())
+        targets.append(truth(y_cpu) if truth is not None else y_cpu.numpy())
         ids.append(np.asarray(object_id))
     if not weights:
         return float("nan"), np.empty((0, 0)), np.empty((0, 0)), np.empty(0)
@@ -306,7 +307,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             for step, (x, y, _) in enumerate(train_batches(epoch)):
                 if config.augment and x.dim() == 4:  # cutouts; photometry has no pose
-                    x = dihedral(x, generators[step % accumulate])
+                    generator = generators[step % accumulate]
+                    x, y = (dihedral_pair(x, y, generator) if y.dim() == 4  # target cutouts
+                            else (dihedral(x, generator), y))
                 x, y = _on_device(core, x, y)
                 last_micro = (step + 1) % accumulate == 0
                 sync = getattr(model, "no_sync", None)

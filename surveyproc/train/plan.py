@@ -23,6 +23,7 @@ import torch
 
 from .. import __version__
 from ..errors import CheckpointNotFoundError, InvalidParameterError
+from ..fs import redact
 from ..jobs import TrainSection
 from ..kinds import ModelKind, ModelSettings, TrainingData, get_kind, load_plugins
 from ..models import (
@@ -33,11 +34,13 @@ from ..models import (
     resolve_targets,
     save_checkpoint,
 )
+from ..models.background import measure_background
 from ..models.domain import TrainingDomain
 from ..models.inputs import ModelInput, PhotometryInput, input_source, model_input
 from ..models.targets import TargetSpec
-from ..store import Shard, SurveyStore
-from .data import StoreBatches, split_targets, target_statistics
+from ..store import Shard, SurveyStore, open_store
+from ..store.translated import survey_layout
+from .data import StoreBatches, split_of, split_targets, target_statistics
 from .loop import EpochResult, FitResult, TrainConfig, evaluate, interleaved
 
 __all__ = [
@@ -90,6 +93,10 @@ def fingerprint(section: ModelSettings, train: TrainSection, store: SurveyStore)
     optimisation.pop("scale_lr")
     settings = {"model": section.model_dump(), "train": optimisation, "store": store.url,
                 "store_created": store.attrs.get("provenance", {}).get("created")}
+    pair = get_kind(section.kind).paired_store(section)
+    if pair is not None:  # a rewritten target survey retrains the translator
+        settings["pair_created"] = open_pair(pair, store).attrs.get("provenance", {}).get(
+            "created")
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -129,6 +136,7 @@ class TrainingPlan:
     fingerprint: str
     plugins: list[str] = field(default_factory=list)
     domain: dict[str, Any] | None = None  # TrainingDomain.to_dict() of the training sample
+    pair: SurveyStore | None = None  # the target survey of a translator (its cutouts are y)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -160,7 +168,7 @@ class TrainingPlan:
         return StoreBatches(self.store, self.shards if shards is None else shards, split,
                             self.specs, self.model_input, t.val_fraction, t.test_fraction,
                             batch_size=batch_size or t.batch_size, shuffle=shuffle,
-                            seed=t.seed if seed is None else seed)
+                            seed=t.seed if seed is None else seed, pair=self.pair)
 
     def train_streams(self, rank: int = 0, world: int = 1) -> TrainStreams:
         """What worker ``rank`` of ``world`` trains on, and the steps every worker takes.
@@ -233,20 +241,72 @@ def _input_sample(batches: StoreBatches) -> np.ndarray:
     return np.concatenate(sample)[:NORMALIZATION_SAMPLE]
 
 
+def open_pair(url: str, store: SurveyStore) -> SurveyStore:
+    """A translator's target survey, opened with the source store's storage options."""
+    try:
+        return open_store(url, store.storage_options)
+    except FileNotFoundError:
+        msg = f"no store at {redact(url)} (the translator's target_store)"
+        raise InvalidParameterError(msg) from None
+
+
+def _pair_layout(pair: SurveyStore, store: SurveyStore, section: ModelSettings,
+                 train: TrainSection) -> tuple[dict[str, Any], int]:
+    """The target survey's layout for the checkpoint (with its per-band sky noise under
+    ``noise``: as its calibration states it, else the median over a sample of the noise
+    in each cutout's sky ring) and the number of training objects, after checking that the two
+    stores list the same objects in the same order."""
+    ids = store.read_column("object_id")
+    if pair.n_objects != store.n_objects or not np.array_equal(
+            ids, pair.read_column("object_id")):
+        msg = (f"model {section.name}: target store {redact(pair.url)} does not list the same "
+               f"objects in the same order as {redact(store.url)} ({pair.n_objects:,} vs "
+               f"{store.n_objects:,} objects); cross-match the two surveys first")
+        raise InvalidParameterError(msg)
+    if not pair.layout.has_images:
+        msg = f"model {section.name}: target store {redact(pair.url)} has no cutouts"
+        raise InvalidParameterError(msg)
+    sample = pair.read(0, min(pair.n_objects, NORMALIZATION_SAMPLE), labels=False,
+                       photometry=False).images
+    assert sample is not None
+    usable = int((split_of(ids, train.val_fraction, train.test_fraction) == 0).sum())
+    stated = (pair.attrs.get("calibration") or {}).get("noise") or {}
+    if all(band in stated for band in pair.bands):
+        noise = np.array([float(stated[band]) for band in pair.bands])
+    else:  # a store that does not state it: measured in the sky ring of a sample
+        noise = np.nanmedian(measure_background(sample).noise, axis=0)
+        noise = np.where(np.isfinite(noise) & (noise > 0), noise,
+                         Normalization.fit(sample).scale)
+    return {**survey_layout(pair), "noise": [float(v) for v in noise]}, usable
+
+
 def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSection,
                   plugins: list[str] | None = None) -> TrainingPlan:
-    """Resolve targets, standardise them on the training split, fit the input normalisation."""
+    """Resolve targets, standardise them on the training split, fit the input normalisation
+    (for a translator: open and check the target survey instead of the targets)."""
+    kind = get_kind(section.kind)
+    pair_url = kind.paired_store(section)
+    pair = open_pair(pair_url, store) if pair_url is not None else None
     units = store.attrs.get("label_units", {})
     specs = resolve_targets(section.targets, store.label_names, units)
-    mean, std, usable = target_statistics(store, specs, train.val_fraction, train.test_fraction)
+    if pair is not None:
+        pair_layout, usable = _pair_layout(pair, store, section, train)
+        mean = std = np.zeros(0)
+    else:
+        mean, std, usable = target_statistics(store, specs, train.val_fraction,
+                                              train.test_fraction)
     if usable < train.batch_size:
-        msg = (f"model {section.name}: only {usable} training galaxies have a known "
-               f"{'/'.join(section.targets)}; need at least one batch ({train.batch_size})")
+        what = "objects" if pair is not None else \
+            f"galaxies have a known {'/'.join(section.targets)}"
+        msg = (f"model {section.name}: only {usable} training {what}; need at least one "
+               f"batch ({train.batch_size})")
         raise InvalidParameterError(msg)
     infos = [TargetInfo(s.name, s.unit, float(m), float(d))
              for s, m, d in zip(specs, mean, std, strict=True)]
-    kind = get_kind(section.kind)
     config = kind.network_config(section, store.bands)
+    if pair is not None:
+        config["pair"] = pair_layout
+        config["image_shape"] = [len(store.bands), store.layout.height, store.layout.width]
     source = input_source(config)
     _check_input(section, kind, source, store)
     bands = store.layout.photometry_bands
@@ -257,7 +317,7 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
         config["image_shape"] = [len(store.bands), store.layout.height, store.layout.width]
     plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization(()),
                         config, store.plan_shards(), fingerprint(section, train, store),
-                        list(plugins or []))
+                        list(plugins or []), pair=pair)
     sample = _input_sample(plan.stream("train", False))
     images, photometry = plan.model_input.parts(sample)
     if photometry is not None:
@@ -268,6 +328,8 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
                                                    photometry[:, 0]).to_dict()
     else:
         plan.normalization = Normalization.fit(images)
+        if pair is not None:  # a translator starts from passing the input's flux through
+            plan.config["input_scale"] = list(plan.normalization.scale)
         plan.domain = TrainingDomain.fit(images, store.bands, store.attrs).to_dict()
     return plan
 
