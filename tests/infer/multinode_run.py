@@ -4,9 +4,11 @@ Started by ``test_engine.py`` in its own process, because a process holds one
 Ray connection and the test session already has its local Ray.  Three worker
 nodes of one CPU each, two one-CPU actors: with ``--remove-node`` the node of
 one of this run's actors (found through Ray's state API of this cluster) is
-removed once that actor has committed two shards (so the report of the first has
-reached the driver, and the driver has handed it more), as a lost Kubernetes pod
-would be, and the spare node
+removed once that actor has committed three shards (an actor holds two shards at a
+time and gets a third only after the driver has one of their reports, so at least one
+report from that node has reached the driver; after two commits both reports could still
+be on their way, and the node would then never show in the run's reports), as a lost
+Kubernetes pod would be, and the spare node
 takes the replacement actor.  A lost pod takes its processes with it;
 ``Cluster.remove_node`` kills the node's raylet, whose workers notice only
 later and meanwhile may finish their tasks (their replies go straight to the
@@ -30,8 +32,8 @@ os.environ["SURVEYPROC_PROGRESS"] = "0"
 
 
 def _remove_an_actor_node(cluster, catalog: Path, runner: threading.Thread) -> str:
-    """Once one of this run's actors has committed two shards, remove its node and kill its
-    process, with its next shard in flight."""
+    """Once one of this run's actors has committed three shards, remove its node and kill
+    its process, with its next shard in flight."""
     from ray.util.state import list_actors
 
     found = None
@@ -45,7 +47,7 @@ def _remove_an_actor_node(cluster, catalog: Path, runner: threading.Thread) -> s
         actor, victim = found
         records = [json.loads(path.read_text())
                    for path in catalog.glob("_committed/shard-*.json")]
-        if sum(record["writer"].endswith(f":{actor.pid}") for record in records) >= 2:
+        if sum(record["writer"].endswith(f":{actor.pid}") for record in records) >= 3:
             os.kill(actor.pid, signal.SIGKILL)
             cluster.remove_node(victim, allow_graceful=False)
             return victim.node_id[:12]

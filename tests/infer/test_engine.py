@@ -217,7 +217,7 @@ def test_in_memory_stores_run_in_process(tmp_path):
 @pytest.mark.timeout(300)
 def test_a_node_removed_mid_run_costs_nothing_on_a_multinode_cluster(survey, clean_run):
     """Worker nodes of a ``ray.cluster_utils.Cluster``; one node holding an actor is removed
-    after the actor's second commit: its next shards go to a replacement actor on the spare
+    after the actor's third commit: its next shards go to a replacement actor on the spare
     node."""
     _, root = survey
     spec = _job(root, catalog=str(root / "multinode"), objects_per_shard=CHUNK).model_dump()
