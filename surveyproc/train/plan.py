@@ -39,7 +39,7 @@ from ..models.domain import TrainingDomain
 from ..models.inputs import ModelInput, PhotometryInput, input_source, model_input
 from ..models.targets import TargetSpec
 from ..store import Shard, SurveyStore, open_store
-from ..store.translated import survey_layout
+from ..store.translated import store_attributes, survey_layout
 from .data import StoreBatches, split_of, split_targets, target_statistics
 from .loop import EpochResult, FitResult, TrainConfig, evaluate, interleaved
 
@@ -95,8 +95,9 @@ def fingerprint(section: ModelSettings, train: TrainSection, store: SurveyStore)
                 "store_created": store.attrs.get("provenance", {}).get("created")}
     pair = get_kind(section.kind).paired_store(section)
     if pair is not None:  # a rewritten target survey retrains the translator
-        settings["pair_created"] = open_pair(pair, store).attrs.get("provenance", {}).get(
-            "created")
+        # its attributes alone (a missing store is refused by plan_training, in one line)
+        attrs = store_attributes(pair, store.storage_options) or {}
+        settings["pair_created"] = attrs.get("provenance", {}).get("created")
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -242,9 +243,11 @@ def _input_sample(batches: StoreBatches) -> np.ndarray:
 
 
 def open_pair(url: str, store: SurveyStore) -> SurveyStore:
-    """A translator's target survey, opened with the source store's storage options."""
+    """A translator's target survey, opened with the source store's storage options (its
+    ids are not checked for duplicates here: :func:`_pair_layout` requires them equal to
+    the source's, which were)."""
     try:
-        return open_store(url, store.storage_options)
+        return open_store(url, store.storage_options, check_ids=False)
     except FileNotFoundError:
         msg = f"no store at {redact(url)} (the translator's target_store)"
         raise InvalidParameterError(msg) from None
