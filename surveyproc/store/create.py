@@ -164,6 +164,12 @@ class StoreWriter:
         array = self._array(layout.IMAGES)
         n, unit = array.shape[0], int((array.shards or array.chunks)[0])
         stop = start + len(images)
+        if images.ndim != 4 or images.shape[1:] != array.shape[1:]:
+            # Zarr would take a mismatched block without complaint and store a wrong one
+            msg = (f"cutouts of shape {images.shape[1:]} do not fit store "
+                   f"{redact(self.url)}, whose cutouts are {array.shape[1:]} "
+                   "(bands, height, width)")
+            raise InvalidParameterError(msg)
         if start % unit or (stop % unit and stop != n) or stop > n:
             msg = (f"objects [{start}, {stop}) are not aligned to the store's write unit of "
                    f"{unit} objects (store holds {n})")

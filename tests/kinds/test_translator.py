@@ -171,3 +171,21 @@ def test_an_output_of_another_model_is_refused_and_infer_names_translate(trained
     assert main(["translate", str(job_file)]) == 2
     err = _own_lines(capsys.readouterr().err)
     assert len(err) == 1 and "0 translator models" in err[0], err
+
+
+def test_an_actor_refuses_a_translation_that_does_not_fit_the_output(trained, tmp_path):
+    """The output laid out for another survey (8 x 8 cutouts, not the model's 16 x 16):
+    the actor names the mismatch in one line before writing anything."""
+    from surveyproc.infer.translate import TranslationProcessor
+    from surveyproc.store.translated import create_translated
+
+    _, a, job, _ = trained
+    plan = plan_translation(job, a, url=str(tmp_path / "t.zarr"))
+    create_translated(a, plan.url, {**plan.target, "height": 8, "width": 8})
+    processor = TranslationProcessor(store_url=a.url, store_options=None,
+                                     checkpoint=plan.checkpoint, out_url=plan.url,
+                                     out_options=None, batch_size=64)
+    with pytest.raises(ValueError, match=r"shape \(3, 16, 16\) do not fit store .*, whose "
+                                         r"cutouts are \(3, 8, 8\)"):
+        processor.process(plan.shards[0])
+    assert not done_marks(plan.url)

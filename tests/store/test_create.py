@@ -32,6 +32,21 @@ def test_writer_refuses_images_off_the_write_unit(tmp_path):
     writer.write(tiny_batch(32, 40))  # the short last unit is fine
 
 
+def test_writer_refuses_cutouts_of_another_shape(tmp_path):
+    """Zarr itself takes a block of the wrong shape without complaint and stores a wrong
+    one; the writer names the mismatch and writes nothing."""
+    url = str(tmp_path / "s.zarr")
+    create_store(url, StoreSpec(n_objects=16, bands=("b0", "b1"), height=8, width=8,
+                                chunk_objects=16))
+    writer = StoreWriter(url)
+    for shape in ((16, 2, 16, 16), (16, 3, 8, 8), (16, 2, 8)):
+        with pytest.raises(InvalidParameterError,
+                           match=rf"shape \({', '.join(map(str, shape[1:]))},?\) do not fit "
+                                 r"store .*, whose cutouts are \(2, 8, 8\)"):
+            writer.write_images(0, np.ones(shape, np.float32))
+    assert np.isnan(zarr.open_group(url, mode="r")["images"][:]).all()
+
+
 def test_units_in_any_order_give_the_same_store(tmp_path, monkeypatch):
     """Columns are buffered per window and written when the window is whole."""
     monkeypatch.setattr("surveyproc.store.layout.COLUMN_CHUNK", 48)

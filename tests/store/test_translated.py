@@ -79,6 +79,7 @@ def test_inference_reads_a_translated_survey_unchanged(surveys):
 
 def test_a_translation_of_the_wrong_shape_is_refused(surveys):
     a, b = surveys
-    with pytest.raises(ValueError, match=r"shape \(3, 8, 8\), the target survey's are"):
+    with pytest.raises(ValueError, match=r"shape \(3, 8, 8\) do not fit store .*, whose "
+                                         r"cutouts are \(3, 16, 16\)"):
         write_translated(a, "memory://translated/bad.zarr", lambda images, start: images,
                          like=b)
