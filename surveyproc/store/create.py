@@ -29,12 +29,13 @@ from .validate import zarr_array
 __all__ = ["StoreWriter", "create_store"]
 
 
-def _group_exists(store) -> bool:
+def existing_group(store) -> zarr.Group | None:
+    """The Zarr group in ``store`` (a Zarr store), read-only, finished or not; None where
+    there is none."""
     try:
-        zarr.open_group(store=store, mode="r")
+        return zarr.open_group(store=store, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        return False
-    return True
+        return None
 
 
 def create_store(
@@ -53,7 +54,7 @@ def create_store(
         A Zarr group already exists at ``url`` and ``overwrite`` is False.
     """
     store = zarr_store(url, storage_options, read_only=False)
-    if not overwrite and _group_exists(store):
+    if not overwrite and existing_group(store) is not None:
         msg = f"store {redact(url)} already exists; choose another path or pass --overwrite"
         raise StoreExistsError(msg)
     group = zarr.open_group(store=store, mode="w", zarr_format=3)

@@ -24,7 +24,7 @@ import numpy as np
 from ..fs import join, resolve, write_bytes_atomic, zarr_store
 from ..ops.progress import progress_bar
 from . import layout
-from .create import StoreWriter, create_store
+from .create import StoreWriter, create_store, existing_group
 from .open import SurveyStore, open_store
 
 __all__ = ["copy_columns", "create_translated", "done_marks", "mark_done", "store_attributes",
@@ -98,15 +98,8 @@ def store_attributes(url: str, storage_options: dict[str, Any] | None = None
     """The attributes of the store at ``url``, finished or not; None where there is none
     (a translation job resumes an unfinished store it started, which ``open_store``
     refuses to read)."""
-    import zarr
-
-    try:
-        group = zarr.open_group(store=zarr_store(url, storage_options, read_only=True),
-                                mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError):
-        return None
-    return dict(group.attrs.asdict())
+    group = existing_group(zarr_store(url, storage_options, read_only=True))
+    return None if group is None else dict(group.attrs.asdict())
 
 
 def mark_done(url: str, name: str, storage_options: dict[str, Any] | None = None) -> None:

@@ -309,14 +309,13 @@ def plan_training(store: SurveyStore, section: ModelSettings, train: TrainSectio
     config = kind.network_config(section, store.bands)
     if pair is not None:
         config["pair"] = pair_layout
-        config["image_shape"] = [len(store.bands), store.layout.height, store.layout.width]
     source = input_source(config)
     _check_input(section, kind, source, store)
     bands = store.layout.photometry_bands
     if source != "images":  # provisional: the raw rows need the bands only
         config["photometry_input"] = PhotometryInput(
             bands, (1.0,) * len(bands), False, (0.0,), (1.0,)).to_dict()
-    if source == "both":
+    if source == "both" or pair is not None:  # a translator sizes its output from it
         config["image_shape"] = [len(store.bands), store.layout.height, store.layout.width]
     plan = TrainingPlan(store, section, train, specs, infos, usable, Normalization(()),
                         config, store.plan_shards(), fingerprint(section, train, store),
