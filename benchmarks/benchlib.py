@@ -82,11 +82,13 @@ def save_results(name: str, args: Any, results: dict[str, Any], *, seconds: floa
 
 def publish(name: str, args: Any, results: dict[str, Any], render: Any, *,
             started: float) -> Path:
-    """Print a benchmark's section of ``docs/results.md`` and save its raw results."""
+    """Save a benchmark's raw results, then print its section of ``docs/results.md``
+    (saved first, so that a fault in the rendering never loses a long run's figures)."""
+    path = save_results(name, args, results, seconds=time.perf_counter() - started,
+                        out=getattr(args, "out", None))
     print()
     print(render({"args": vars(args), "machine": machine(), "results": results}))
-    return save_results(name, args, results, seconds=time.perf_counter() - started,
-                        out=getattr(args, "out", None))
+    return path
 
 
 def training_arguments(parser: Any) -> None:
