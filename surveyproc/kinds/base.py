@@ -232,7 +232,8 @@ class ModelKind:
     def translate(self, module: nn.Module, x: torch.Tensor, checkpoint: Checkpoint,
                   start: int) -> np.ndarray:
         """Cutouts in the paired survey's layout for a batch of normalised input pixels
-        whose first object is ``start`` (a seed for reproducible noise): what ``surveyproc
+        whose first object is ``start`` (each object's index seeds its noise, so the result
+        does not depend on how the survey is batched): what ``surveyproc
         translate`` writes; only kinds with a :meth:`paired_store` translate."""
         msg = f"kind {self.name} does not translate images"
         raise NotImplementedError(msg)

@@ -14,11 +14,11 @@ any other.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..catalog.schema import ModelColumns
@@ -50,16 +50,29 @@ class TranslatorSettings(ModelSettings):
                        "level.")
     depth: int = Field(2, ge=1, le=4, description="Down-sampling levels of the U-Net (B's "
                        "cutout side must divide by 2^depth).")
-    anchor: float = Field(0.1, ge=0.0, description="gradient loss: weight of the pixel term "
+    anchor: float = Field(1.0, ge=0.0, description="gradient loss: weight of the pixel term "
                           "that fixes the level gradients are blind to.")
     sample: int = Field(8192, ge=64, description="gradient loss: gradient elements scored "
                         "per step.")
+    scales: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2, 4], min_length=1, description=
+        "gradient loss: the gradients are taken on the stretched cutouts averaged over s x s "
+        "pixels for each s listed (e.g. [1, 2, 4]: colours over a galaxy's core as well as "
+        "per pixel), each scale scored alike.")
     flow_transforms: int = Field(2, ge=1, description="gradient loss: spline transforms of "
                                  "the weighting flow.")
     flow_hidden: int = Field(32, ge=4, description="gradient loss: hidden units of the flow.")
     noise: bool = Field(True, description="Add survey B's sky noise to translated cutouts "
                         "(they then look observed, as a model trained on B expects).")
     seed: int = Field(0, ge=0, description="Seed of the emulated noise (reproducible).")
+
+    @field_validator("scales")
+    @classmethod
+    def _distinct_scales(cls, scales: list[int]) -> list[int]:
+        if len(set(scales)) != len(scales):
+            msg = f"scales must be distinct, got {scales}"
+            raise ValueError(msg)
+        return scales
 
 
 def aperture_magnitudes(flux: np.ndarray, softening: Sequence[float]) -> np.ndarray:
@@ -134,11 +147,18 @@ class TranslatorKind(ModelKind):
             msg = (f"the target survey's {pair['height']}x{pair['width']} cutouts must divide "
                    f"by 2^depth = {2 ** config['depth']}; lower depth")
             raise InvalidParameterError(msg)
+        coarsest = max(config.get("scales", [1]))
+        if config["loss"] == "gradient" and 2 * coarsest > min(pair["height"], pair["width"]):
+            msg = (f"gradient loss scale {coarsest} leaves no spatial gradient in the target "
+                   f"survey's {pair['height']}x{pair['width']} cutouts; use scales up to "
+                   f"{min(pair['height'], pair['width']) // 2}")
+            raise InvalidParameterError(msg)
         return Translator(config["in_bands"], len(pair["bands"]), pair["noise"],
                           input_scale=config.get("input_scale"), loss=config["loss"],
                           width=config["width"], depth=config["depth"], upscale=upscale,
                           anchor=config["anchor"], sample=config["sample"],
-                          transforms=config["flow_transforms"], hidden=config["flow_hidden"])
+                          transforms=config["flow_transforms"], hidden=config["flow_hidden"],
+                          scales=config.get("scales", [1]))
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> TranslatorTask:
         return TranslatorTask(config["pair"]["bands"], config["pair"]["noise"])
@@ -154,4 +174,4 @@ class TranslatorKind(ModelKind):
         flux = cast(Translator, module).flux(x).float().cpu().numpy()
         if not config["noise"]:
             return flux
-        return emulate_noise(flux, config["pair"]["noise"], seed=(int(config["seed"]), start))
+        return emulate_noise(flux, config["pair"]["noise"], int(config["seed"]), first=start)

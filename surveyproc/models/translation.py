@@ -14,6 +14,11 @@ the two training objectives the image-translation papers compare.
   dominated by noise (a gradient in the sky): per-element weights estimated by
   probabilistic modelling, learnt jointly with the translator.  Gradients are blind to
   one constant added to every pixel and band, so a small pixel term anchors the level.
+  The gradients are taken at several scales (the stretched images averaged over 1 x 1,
+  2 x 2, 4 x 4 pixels): a single pixel's colour in a faint band is mostly noise, so the
+  flow rightly weighs it down, while the same colour over a galaxy's core, the
+  integrated SED that carries the redshift, is precise at the coarser scales and the
+  flow then weighs it up.
 
 The stretch uses survey B's sky noise per band as softening, so its inverse gives
 translated pixels back in B's flux unit; :func:`emulate_noise` adds B's sky noise to
@@ -150,47 +155,81 @@ class GradientLoss(nn.Module):
     plus ``anchor`` times the pixel loss.
 
     The flow's context for one gradient element: which axis (one-hot), which band
-    (one-hot; for the band axis, the redder band of the pair) and the target's stretched
-    brightness there (the mean of the two pixels differenced).  Each step scores
-    ``sample`` randomly drawn elements (an unbiased estimate of the mean over all of
-    them at a fraction of the flow's cost).  :meth:`weights` reads the learnt weighting
-    back: the inverse variance the flow gives residuals of a context.
+    (one-hot; for the band axis, the redder band of the pair), the target's stretched
+    brightness there (the mean of the two pixels differenced) and, with more than one of
+    ``scales``, which scale (one-hot).  Each step scores ``sample`` randomly drawn
+    elements, the same number at every scale (an unbiased estimate of the mean over all
+    of them, each scale counting alike, at a fraction of the flow's cost).
+    :meth:`weights` reads the learnt weighting back: the inverse variance the flow gives
+    residuals of a context.
     """
 
     def __init__(self, bands: int, *, anchor: float = 0.1, sample: int = 8192,
-                 transforms: int = 2, hidden: int = 32) -> None:
+                 transforms: int = 2, hidden: int = 32,
+                 scales: Sequence[int] = (1,)) -> None:
         super().__init__()
+        if not scales or any(int(s) < 1 for s in scales) or len(set(scales)) != len(scales):
+            msg = f"scales must be distinct pooling factors >= 1, got {list(scales)}"
+            raise ValueError(msg)
         self.bands, self.anchor, self.sample = bands, anchor, sample
-        self.flow = zuko.flows.NSF(1, len(AXES) + bands + 1, transforms=transforms,
+        self.scales = [int(s) for s in scales]
+        self.flow = zuko.flows.NSF(1, self._context_size, transforms=transforms,
                                    hidden_features=(hidden, hidden))
 
-    def context(self, axis: int, band: torch.Tensor, brightness: torch.Tensor
-                ) -> torch.Tensor:
-        """(m, context) rows for elements of one ``axis`` with these bands and
-        brightnesses."""
+    @property
+    def _context_size(self) -> int:
+        return len(AXES) + self.bands + 1 + (len(self.scales) if len(self.scales) > 1 else 0)
+
+    def context(self, axis: int, band: torch.Tensor, brightness: torch.Tensor,
+                scale: int = 0) -> torch.Tensor:
+        """(m, context) rows for elements of one ``axis`` (and the ``scale``-th of
+        :attr:`scales`) with these bands and brightnesses."""
         axis_hot = torch.zeros(len(band), len(AXES), device=band.device)
         axis_hot[:, axis] = 1.0
         band_hot = F.one_hot(band, self.bands).to(brightness.dtype)
-        return torch.cat([axis_hot, band_hot, brightness[:, None]], dim=1)
+        parts = [axis_hot, band_hot, brightness[:, None]]
+        if len(self.scales) > 1:
+            scale_hot = torch.zeros(len(band), len(self.scales), device=band.device)
+            scale_hot[:, scale] = 1.0
+            parts.append(scale_hot)
+        return torch.cat(parts, dim=1)
 
     def _elements(self, predicted: torch.Tensor, target: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Residuals (m, 1) and contexts (m, c) of :attr:`sample` random elements."""
+        residuals: list[torch.Tensor] = []
+        contexts: list[torch.Tensor] = []
+        per_scale = max(1, self.sample // len(self.scales))
+        for index, factor in enumerate(self.scales):
+            if min(target.shape[-2:]) < 2 * factor:
+                continue  # too coarse for this cutout: no spatial gradient left
+            pooled_p, pooled_t = ((F.avg_pool2d(v, factor) if factor > 1 else v)
+                                  for v in (predicted, target))
+            self._draw(pooled_p, pooled_t, per_scale, index, residuals, contexts)
+        if not residuals:
+            msg = f"{tuple(target.shape[-2:])} cutouts are too small for scales {self.scales}"
+            raise ValueError(msg)
+        return torch.cat(residuals), torch.cat(contexts)
+
+    def _draw(self, predicted: torch.Tensor, target: torch.Tensor, count: int, scale: int,
+              residuals: list[torch.Tensor], contexts: list[torch.Tensor]) -> None:
+        """Append ``count`` random gradient elements of one scale, spread over the axes
+        in proportion to how many each has."""
         gp, gt = log_flux_gradients(predicted), log_flux_gradients(target)
         level = {"y": (target[:, :, 1:] + target[:, :, :-1]) / 2,
                  "x": (target[..., 1:] + target[..., :-1]) / 2,
                  "band": (target[:, 1:] + target[:, :-1]) / 2}
-        residuals, contexts = [], []
         total = sum(g.numel() for g in gt.values())
         for axis, name in enumerate(AXES):
-            count = max(1, round(self.sample * gt[name].numel() / total))
-            flat = torch.randint(gt[name].numel(), (count,), device=target.device)
+            if gt[name].numel() == 0:
+                continue  # one band: no colours
+            share = max(1, round(count * gt[name].numel() / total))
+            flat = torch.randint(gt[name].numel(), (share,), device=target.device)
             band = (flat // (gt[name].shape[2] * gt[name].shape[3])) % gt[name].shape[1]
             if name == "band":
                 band = band + 1
             residuals.append((gp[name].reshape(-1)[flat] - gt[name].reshape(-1)[flat])[:, None])
-            contexts.append(self.context(axis, band, level[name].reshape(-1)[flat]))
-        return torch.cat(residuals), torch.cat(contexts)
+            contexts.append(self.context(axis, band, level[name].reshape(-1)[flat], scale))
 
     def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         residual, context = self._elements(predicted, target)
@@ -220,7 +259,8 @@ class Translator(nn.Module):
     def __init__(self, in_bands: int, out_bands: int, softening: Sequence[float], *,
                  input_scale: Sequence[float] | None = None, loss: str = "gradient",
                  width: int = 32, depth: int = 2, upscale: int = 1, anchor: float = 0.1,
-                 sample: int = 8192, transforms: int = 2, hidden: int = 32) -> None:
+                 sample: int = 8192, transforms: int = 2, hidden: int = 32,
+                 scales: Sequence[int] = (1,)) -> None:
         super().__init__()
         if loss not in ("pixel", "gradient"):
             msg = f"loss must be 'pixel' or 'gradient', got {loss!r}"
@@ -238,7 +278,7 @@ class Translator(nn.Module):
         self.register_buffer("restretch", restretch.view(1, -1, 1, 1).float())
         self.rescale = input_scale is not None
         self.gradient = (GradientLoss(out_bands, anchor=anchor, sample=sample,
-                                      transforms=transforms, hidden=hidden)
+                                      transforms=transforms, hidden=hidden, scales=scales)
                          if loss == "gradient" else None)
 
     def _unet(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,11 +302,24 @@ class Translator(nn.Module):
         return self.stretch.inverse(self._unet(x))
 
 
-def emulate_noise(flux: np.ndarray, sky_noise: Sequence[float],
-                  seed: int | Sequence[int]) -> np.ndarray:
+def emulate_noise(flux: np.ndarray, sky_noise: Sequence[float], seed: int,
+                  first: int = 0) -> np.ndarray:
     """``flux`` (n, bands, h, w) plus Gaussian sky noise of ``sky_noise`` per band: a
-    translated (noise-free) image given the target survey's noise statistics."""
-    rng = np.random.default_rng(seed)
-    sigma = np.asarray(sky_noise, dtype=np.float32)[None, :, None, None]
-    return (flux + sigma * rng.standard_normal(flux.shape, dtype=np.float32)).astype(
-        flux.dtype)
+    translated (noise-free) image given the target survey's noise statistics.
+
+    Object ``first + i`` of the survey draws its noise from its own stream ``(seed,
+    first + i)``, so a survey's translation is the same whatever batches and shards cut
+    it into.
+
+    >>> flux = np.zeros((5, 1, 2, 2), np.float32)
+    >>> whole = emulate_noise(flux, [1.0], seed=7)
+    >>> parts = [emulate_noise(flux[:2], [1.0], 7), emulate_noise(flux[2:], [1.0], 7, first=2)]
+    >>> bool(np.array_equal(whole, np.concatenate(parts)))
+    True
+    """
+    sigma = np.asarray(sky_noise, dtype=np.float32)[:, None, None]
+    noisy = np.empty_like(flux)
+    for i in range(len(flux)):
+        rng = np.random.default_rng((int(seed), int(first) + i))
+        noisy[i] = flux[i] + sigma * rng.standard_normal(flux.shape[1:], dtype=np.float32)
+    return noisy

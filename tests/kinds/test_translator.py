@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from surveyproc.catalog import read_catalog
 from surveyproc.cli import main
@@ -18,6 +19,7 @@ from surveyproc.infer.translate import plan_translation, run_translation
 from surveyproc.jobs import JobSpec
 from surveyproc.kinds import build_network, get_kind
 from surveyproc.models import load_checkpoint, save_checkpoint
+from surveyproc.models.translation import emulate_noise
 from surveyproc.store import open_store
 from surveyproc.store.synth import SynthConfig, synthesize
 from surveyproc.store.translated import done_marks
@@ -68,10 +70,11 @@ def _val_pixel_loss(checkpoint, a, b, trained: bool) -> float:
 
 
 def _own_lines(stderr: str) -> list[str]:
-    """The command's stderr lines, without what Ray forwards from earlier tests' actors
-    (``(InferenceActor pid=..)`` lines, e.g. their exit messages)."""
+    """The command's stderr lines, without what Ray forwards from earlier tests' workers
+    (``(InferenceActor pid=..)``, ``(pid=..)`` and ``(raylet)`` lines, e.g. exit messages),
+    coloured or not."""
     return [line for line in stderr.strip().splitlines()
-            if not re.match(r"^(\x1b\[\d+m)?\(\w+ pid=\d+", line)]
+            if not re.match(r"^(\x1b\[[\d;]*m)?\((\w+ )?(pid=\d+|raylet|gcs_server)", line)]
 
 
 def test_training_takes_the_paired_surveys_cutouts_as_targets(trained):
@@ -90,6 +93,15 @@ def test_training_takes_the_paired_surveys_cutouts_as_targets(trained):
     assert _val_pixel_loss(checkpoint, a, b, trained=True) < 0.92 * untrained
 
 
+def test_gradient_scales_too_coarse_or_repeated_are_refused_in_one_line(trained):
+    root, a, _, _ = trained
+    with pytest.raises(InvalidParameterError, match=r"scale 16 leaves no spatial gradient .* "
+                       r"16x16 cutouts; use scales up to 8"):
+        train_job(_job(root, name="coarse", scales=[1, 16]), a)
+    with pytest.raises(ValidationError, match=r"scales must be distinct, got \[2, 2\]"):
+        _job(root, scales=[2, 2])
+
+
 def test_stores_of_other_objects_are_refused_as_a_pair(tmp_path):
     a = synthesize(str(tmp_path / "a.zarr"), A, parallel=False)
     synthesize(str(tmp_path / "b.zarr"), SynthConfig(**{**B.__dict__, "n": N - 40}),
@@ -99,7 +111,7 @@ def test_stores_of_other_objects_are_refused_as_a_pair(tmp_path):
 
 
 def test_a_survey_translated_on_actors_is_a_store_that_infer_reads(trained, ray_session):
-    root, a, job, _ = trained
+    root, a, job, model = trained
     plan = plan_translation(job, a)
     result = run_translation(job, a, plan)
     assert result.complete and result.shards_run == len(plan.shards) == N // 120
@@ -109,10 +121,17 @@ def test_a_survey_translated_on_actors_is_a_store_that_infer_reads(trained, ray_
     assert tuple(store.bands) == BANDS and (store.layout.height, store.layout.width) == (16, 16)
     np.testing.assert_array_equal(store.read_column("object_id"), a.read_column("object_id"))
     translated = store.read(0, N, labels=False).images
-    # B's pixel noise emulated: the sky's scatter is B's, not the noise-free U-Net's
-    sky = translated[:, :, 0, :].std(axis=(0, 2))
-    truth = b.read(0, N, labels=False).images[:, :, 0, :].std(axis=(0, 2))
-    np.testing.assert_allclose(sky, truth, rtol=0.5)
+    # the network's noise-free translation plus B's sky noise, each object's drawn from its
+    # own stream: the same noise whatever shards and batches the actors cut the survey into
+    checkpoint = load_checkpoint(model.url)
+    with torch.inference_mode():
+        clean = build_network(checkpoint).eval().flux(
+            checkpoint.normalization.apply(a.read(0, N, labels=False).images)).numpy()
+    noise = emulate_noise(np.zeros_like(clean), checkpoint.config["pair"]["noise"],
+                          seed=checkpoint.config["seed"])
+    np.testing.assert_allclose(translated - clean, noise, atol=1e-3 * float(np.abs(clean).max()))
+    np.testing.assert_allclose((translated - clean).std(axis=(0, 2, 3)),
+                               checkpoint.config["pair"]["noise"], rtol=0.05)
     # a photo-z model of survey B runs on the translated survey with no change
     save_checkpoint(seeded_checkpoint(b, "binned_density", ["redshift"], grid=GRID, width=8),
                     str(root / "zout/checkpoints/photoz.pt"))

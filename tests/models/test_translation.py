@@ -68,8 +68,44 @@ def test_the_flow_weights_residuals_by_how_predictable_they_are():
     assert float(weights[0] / weights[1]) == pytest.approx(100.0, rel=0.5)
 
 
+def test_coarser_scales_weigh_a_colour_over_many_pixels_above_one_pixels_colour():
+    """Independent per-pixel residuals of the same scatter in both bands: one pixel's
+    colour (band difference) scatters 4x more than the colour of a 4 x 4 block, so with
+    scales [1, 4] the flow must weigh the block's colour about 16x more (the integrated
+    SED counts even where single pixels are noise); a loss that did not pool, or did not
+    tell the flow the scale, gives about 1."""
+    torch.manual_seed(0)
+    loss = GradientLoss(2, anchor=0.0, sample=4096, scales=[1, 4])
+    optimiser = torch.optim.Adam(loss.parameters(), lr=5e-3)
+    target = torch.zeros(16, 2, 16, 16)
+    for _ in range(300):
+        optimiser.zero_grad()
+        loss(target + 0.3 * torch.randn_like(target), target).backward()
+        optimiser.step()
+    band = torch.tensor([1])
+    pixel = loss.weights(loss.context(2, band, torch.zeros(1), scale=0))
+    block = loss.weights(loss.context(2, band, torch.zeros(1), scale=1))
+    assert float(block / pixel) == pytest.approx(16.0, rel=0.5)
+
+
+def test_the_gradient_loss_takes_one_band_and_refuses_bad_scales():
+    loss = GradientLoss(1, sample=256, scales=[1, 2])
+    value = loss(torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8))
+    assert torch.isfinite(value)
+    for scales in ([], [0], [2, 2]):
+        with pytest.raises(ValueError, match="scales"):
+            GradientLoss(2, scales=scales)
+    with pytest.raises(ValueError, match=r"\(4, 4\) cutouts are too small for scales \[4\]"):
+        GradientLoss(1, scales=[4])(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
+
+
 def test_noise_emulation_adds_the_target_surveys_sky_noise():
     flux = np.zeros((50, 2, 16, 16), np.float32)
     noisy = emulate_noise(flux, [0.01, 0.1], seed=3)
     assert noisy.dtype == np.float32
     np.testing.assert_allclose(noisy.std(axis=(0, 2, 3)), [0.01, 0.1], rtol=0.05)
+    # each object's noise is its own: cutting the survey into other batches changes nothing
+    batches = [emulate_noise(flux[a:a + 16], [0.01, 0.1], seed=3, first=a)
+               for a in range(0, 50, 16)]
+    np.testing.assert_array_equal(np.concatenate(batches), noisy)
+    assert not np.array_equal(emulate_noise(flux, [0.01, 0.1], seed=4), noisy)

@@ -42,7 +42,7 @@ def _translator(a, b):
     def translate(images: np.ndarray, start: int) -> np.ndarray:
         with torch.inference_mode():
             flux = stretch_b.inverse(net(stretch_a(torch.from_numpy(images)))).numpy()
-        return emulate_noise(flux, noise, seed=start)
+        return emulate_noise(flux, noise, seed=0, first=start)
 
     return translate
 
