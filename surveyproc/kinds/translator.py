@@ -147,7 +147,8 @@ class TranslatorKind(ModelKind):
             msg = (f"the target survey's {pair['height']}x{pair['width']} cutouts must divide "
                    f"by 2^depth = {2 ** config['depth']}; lower depth")
             raise InvalidParameterError(msg)
-        coarsest = max(config.get("scales", [1]))
+        scales = config.get("scales", [1])  # checkpoints from before scales: pixels only
+        coarsest = max(scales)
         if config["loss"] == "gradient" and 2 * coarsest > min(pair["height"], pair["width"]):
             msg = (f"gradient loss scale {coarsest} leaves no spatial gradient in the target "
                    f"survey's {pair['height']}x{pair['width']} cutouts; use scales up to "
@@ -158,7 +159,7 @@ class TranslatorKind(ModelKind):
                           width=config["width"], depth=config["depth"], upscale=upscale,
                           anchor=config["anchor"], sample=config["sample"],
                           transforms=config["flow_transforms"], hidden=config["flow_hidden"],
-                          scales=config.get("scales", [1]))
+                          scales=scales)
 
     def task(self, config: Mapping[str, Any], targets: list[TargetInfo]) -> TranslatorTask:
         return TranslatorTask(config["pair"]["bands"], config["pair"]["noise"])

@@ -197,29 +197,30 @@ class GradientLoss(nn.Module):
     def _elements(self, predicted: torch.Tensor, target: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Residuals (m, 1) and contexts (m, c) of :attr:`sample` random elements."""
+        if min(target.shape[-2:]) < 2 * max(self.scales):
+            msg = f"{tuple(target.shape[-2:])} cutouts are too small for scales {self.scales}"
+            raise ValueError(msg)
         residuals: list[torch.Tensor] = []
         contexts: list[torch.Tensor] = []
         per_scale = max(1, self.sample // len(self.scales))
         for index, factor in enumerate(self.scales):
-            if min(target.shape[-2:]) < 2 * factor:
-                continue  # too coarse for this cutout: no spatial gradient left
             pooled_p, pooled_t = ((F.avg_pool2d(v, factor) if factor > 1 else v)
                                   for v in (predicted, target))
-            self._draw(pooled_p, pooled_t, per_scale, index, residuals, contexts)
-        if not residuals:
-            msg = f"{tuple(target.shape[-2:])} cutouts are too small for scales {self.scales}"
-            raise ValueError(msg)
+            scale_residuals, scale_contexts = self._draw(pooled_p, pooled_t, per_scale, index)
+            residuals += scale_residuals
+            contexts += scale_contexts
         return torch.cat(residuals), torch.cat(contexts)
 
-    def _draw(self, predicted: torch.Tensor, target: torch.Tensor, count: int, scale: int,
-              residuals: list[torch.Tensor], contexts: list[torch.Tensor]) -> None:
-        """Append ``count`` random gradient elements of one scale, spread over the axes
-        in proportion to how many each has."""
+    def _draw(self, predicted: torch.Tensor, target: torch.Tensor, count: int, scale: int
+              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``count`` random gradient elements of one scale (residuals and contexts, one
+        tensor per axis), spread over the axes in proportion to how many each has."""
         gp, gt = log_flux_gradients(predicted), log_flux_gradients(target)
         level = {"y": (target[:, :, 1:] + target[:, :, :-1]) / 2,
                  "x": (target[..., 1:] + target[..., :-1]) / 2,
                  "band": (target[:, 1:] + target[:, :-1]) / 2}
         total = sum(g.numel() for g in gt.values())
+        residuals, contexts = [], []
         for axis, name in enumerate(AXES):
             if gt[name].numel() == 0:
                 continue  # one band: no colours
@@ -230,6 +231,7 @@ class GradientLoss(nn.Module):
                 band = band + 1
             residuals.append((gp[name].reshape(-1)[flat] - gt[name].reshape(-1)[flat])[:, None])
             contexts.append(self.context(axis, band, level[name].reshape(-1)[flat], scale))
+        return residuals, contexts
 
     def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         residual, context = self._elements(predicted, target)
